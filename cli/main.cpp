@@ -1,0 +1,36 @@
+// peftcpp — the command-line tool. Argument handling and presentation only; every
+// decision lives in the library.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "commands.hpp"
+#include "peft/error.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"peftcpp: read, inspect, convert and apply Hugging Face PEFT adapters", "peftcpp"};
+  app.set_version_flag("--version", std::string("peftcpp ") + PEFTCPP_VERSION);
+  app.require_subcommand(1);
+  peftcpp::cli::GlobalOptions global;
+  app.add_flag("-q,--quiet", global.quiet, "print only errors");
+  app.add_flag("-v,--verbose", global.verbose, "print more detail");
+
+  peftcpp::cli::register_inspect(app, global);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;  // usage errors are exit code 2
+  } catch (const peft::Error& e) {
+    std::fprintf(stderr, "peftcpp: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "peftcpp: error: %s\n", e.what());
+    return 1;
+  }
+  return global.exit_code;
+}

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Builds peftcpp and inspects the bundled example adapter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build.sh >/dev/null
+build/peftcpp inspect examples/tf_llama_lora --tensors

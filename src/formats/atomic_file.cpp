@@ -1,0 +1,147 @@
+#include "formats/atomic_file.hpp"
+
+#include <fcntl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "peft/error.hpp"
+
+namespace peft::formats {
+namespace {
+
+std::string random_suffix() {
+  static thread_local std::mt19937_64 rng{std::random_device{}() ^
+                                          static_cast<std::uint64_t>(::getpid())};
+  return fmt::format("{:016x}", rng());
+}
+
+void fsync_folder(const std::filesystem::path& folder) {
+  const int fd = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+AtomicFile::AtomicFile(std::filesystem::path target, bool durable)
+    : target_(std::move(target)), durable_(durable) {
+  const auto folder = target_.parent_path();
+  const std::string stem = target_.filename().string();
+  if (stem.empty()) {
+    throw Error(ErrorCode::InvalidArgument, target_.string(), "output path names no file");
+  }
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    temp_ = folder / fmt::format(".{}.tmp-{}", stem, random_suffix());
+    // 0666 & ~umask, like any file an ordinary writer creates.
+    fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd_ >= 0) return;
+    if (errno != EEXIST) break;
+  }
+  const int err = errno;
+  throw Error(err == ENOENT ? ErrorCode::NotFound : ErrorCode::Io, target_.string(),
+              fmt::format("cannot create a temporary file next to it: {}", std::strerror(err)));
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(temp_.c_str());
+}
+
+void AtomicFile::fail(const char* what, int err) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  ::unlink(temp_.c_str());
+  committed_ = true;  // nothing left to clean up
+  throw Error(ErrorCode::Io, target_.string(),
+              fmt::format("{}: {} (the previous file, if any, is unchanged)", what,
+                          std::strerror(err)));
+}
+
+void AtomicFile::write(std::span<const std::byte> bytes) {
+  const std::span<const std::byte> pieces[] = {bytes};
+  write_all(pieces);
+}
+
+void AtomicFile::write(std::string_view text) {
+  write(std::as_bytes(std::span<const char>(text.data(), text.size())));
+}
+
+void AtomicFile::write_all(std::span<const std::span<const std::byte>> pieces) {
+  if (fd_ < 0) throw Error(ErrorCode::InvalidArgument, target_.string(), "file already closed");
+  std::vector<iovec> batch;
+  batch.reserve(std::min<std::size_t>(pieces.size(), IOV_MAX));
+  std::size_t next = 0;
+  while (next < pieces.size()) {
+    batch.clear();
+    while (next < pieces.size() && batch.size() < IOV_MAX) {
+      if (!pieces[next].empty()) {
+        // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast): writev does not write to it.
+        batch.push_back({const_cast<std::byte*>(pieces[next].data()), pieces[next].size()});
+      }
+      ++next;
+    }
+    std::size_t first = 0;
+    while (first < batch.size()) {
+      const int count = static_cast<int>(batch.size() - first);
+      const ssize_t wrote = ::writev(fd_, batch.data() + first, count);
+      if (wrote < 0) {
+        if (errno == EINTR) continue;
+        fail("write failed", errno);
+      }
+      // Skip what was written; a partial write resumes inside a piece.
+      auto left = static_cast<std::size_t>(wrote);
+      while (first < batch.size() && left >= batch[first].iov_len) {
+        left -= batch[first].iov_len;
+        ++first;
+      }
+      if (left > 0) {
+        batch[first].iov_base = static_cast<char*>(batch[first].iov_base) + left;
+        batch[first].iov_len -= left;
+      }
+    }
+  }
+}
+
+void AtomicFile::commit() {
+  if (fd_ < 0) throw Error(ErrorCode::InvalidArgument, target_.string(), "file already closed");
+  if (durable_ && ::fsync(fd_) != 0) fail("fsync failed", errno);
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(temp_.c_str());
+    committed_ = true;
+    throw Error(ErrorCode::Io, target_.string(),
+                fmt::format("close failed: {} (the previous file is unchanged)", std::strerror(err)));
+  }
+  if (::rename(temp_.c_str(), target_.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temp_.c_str());
+    committed_ = true;
+    throw Error(ErrorCode::Io, target_.string(),
+                fmt::format("cannot rename the finished temporary file over it: {}",
+                            std::strerror(err)));
+  }
+  committed_ = true;
+  if (durable_) fsync_folder(target_.parent_path());
+}
+
+void write_file_atomically(const std::filesystem::path& path, std::string_view content,
+                           bool durable) {
+  AtomicFile file(path, durable);
+  file.write(content);
+  file.commit();
+}
+
+}  // namespace peft::formats

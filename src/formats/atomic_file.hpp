@@ -1,0 +1,47 @@
+// Crash-safe replacement of a file: everything is written to a temporary file in the
+// target's folder, which is renamed over the target only once complete. A reader (or
+// a mapping of the old file) sees the old bytes or the new ones, never a mix; a
+// failed or interrupted write leaves the old file and no temporary behind.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace peft::formats {
+
+class AtomicFile {
+ public:
+  // Creates the temporary file. `durable` adds fsync of the file and the folder.
+  explicit AtomicFile(std::filesystem::path target, bool durable = false);
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  // Removes the temporary file unless commit() succeeded.
+  ~AtomicFile();
+
+  void write(std::span<const std::byte> bytes);
+  void write(std::string_view text);
+  // Writes several pieces with as few system calls as possible.
+  void write_all(std::span<const std::span<const std::byte>> pieces);
+  // Flushes, closes and renames over the target. Throws Io on failure.
+  void commit();
+
+  const std::filesystem::path& target() const noexcept { return target_; }
+
+ private:
+  [[noreturn]] void fail(const char* what, int err);
+
+  std::filesystem::path target_;
+  std::filesystem::path temp_;
+  int fd_ = -1;
+  bool durable_;
+  bool committed_ = false;
+};
+
+// Convenience: replace `path` with `content` atomically.
+void write_file_atomically(const std::filesystem::path& path, std::string_view content,
+                           bool durable = false);
+
+}  // namespace peft::formats

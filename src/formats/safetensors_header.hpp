@@ -1,0 +1,31 @@
+// The safetensors header JSON: a parser for its one fixed schema and the reference
+// writer's serialisation.
+//
+// Hand-written on purpose: a general JSON DOM collapses duplicate names silently
+// and is several times slower than this on 20,000-tensor headers; the schema is
+// tiny (one object of objects with three known members) and fully specified.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "peft/safetensors.hpp"
+
+namespace peft::formats {
+
+struct ParsedHeader {
+  std::optional<Metadata> metadata;
+  std::vector<SafetensorsTensorInfo> tensors;  // header order
+};
+
+// Throws peft::Error (InvalidHeaderUtf8 / InvalidHeaderJson / TooManyTensors /
+// DuplicateKey) with `source` as the file name.
+ParsedHeader parse_safetensors_header(std::string_view json, const std::string& source,
+                                      const SafetensorsReadOptions& options);
+
+// Appends `text` as a JSON string the way serde_json writes it.
+void append_json_string(std::string& out, std::string_view text);
+
+}  // namespace peft::formats
