@@ -32,9 +32,8 @@ nlohmann::json inspect_weights(const fs::path& file) {
   for (const auto& info : st.tensors()) {
     dtype_counts[std::string(peft::dtype_name(info.dtype))]++;
     parameters += peft::shape_numel(info.shape);
-    tensors.push_back({{"name", info.name},
-                       {"dtype", peft::dtype_name(info.dtype)},
-                       {"shape", info.shape}});
+    tensors.push_back(
+        {{"name", info.name}, {"dtype", peft::dtype_name(info.dtype)}, {"shape", info.shape}});
   }
   out["num_tensors"] = st.size();
   out["parameters"] = parameters;
@@ -51,7 +50,8 @@ void print_human(const nlohmann::json& report, bool with_tensors) {
     if (config.contains("task_type") && !config["task_type"].is_null()) {
       fmt::print("task_type:        {}\n", config["task_type"].get<std::string>());
     }
-    if (config.contains("base_model_name_or_path") && config["base_model_name_or_path"].is_string()) {
+    if (config.contains("base_model_name_or_path") &&
+        config["base_model_name_or_path"].is_string()) {
       fmt::print("base model:       {}\n", config["base_model_name_or_path"].get<std::string>());
     }
   }
@@ -72,7 +72,8 @@ void print_human(const nlohmann::json& report, bool with_tensors) {
   if (with_tensors) {
     for (const auto& t : weights["tensors"]) {
       fmt::print("  {:<70} {:<5} [{}]\n", t["name"].get<std::string>(),
-                 t["dtype"].get<std::string>(), fmt::join(t["shape"].get<std::vector<std::uint64_t>>(), ", "));
+                 t["dtype"].get<std::string>(),
+                 fmt::join(t["shape"].get<std::vector<std::uint64_t>>(), ", "));
     }
   }
 }
@@ -91,7 +92,8 @@ void run_inspect(const InspectOptions& options) {
         throw peft::Error(peft::ErrorCode::InvalidJson, config.string(), e.what());
       }
     }
-    if (fs::exists(path / "adapter_model.safetensors")) weights = path / "adapter_model.safetensors";
+    if (fs::exists(path / "adapter_model.safetensors"))
+      weights = path / "adapter_model.safetensors";
   } else if (fs::exists(path)) {
     weights = path;
   } else {

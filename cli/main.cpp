@@ -1,7 +1,7 @@
 // peftcpp — the command-line tool. Argument handling and presentation only; every
 // decision lives in the library.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <filesystem>

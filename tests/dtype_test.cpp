@@ -61,7 +61,7 @@ TEST(DType, F16RoundsToNearestEvenAndKeepsSpecials) {
   EXPECT_EQ(f32_to_f16(65519.0f), 0x7BFF);
   EXPECT_EQ(f32_to_f16(1.0f + 1.0f / 2048.0f), 0x3C00);  // tie to even
   EXPECT_EQ(f32_to_f16(1.0f + 3.0f / 2048.0f), 0x3C02);
-  EXPECT_EQ(f32_to_f16(5.960464477539063e-08f), 0x0001);  // smallest subnormal
+  EXPECT_EQ(f32_to_f16(5.960464477539063e-08f), 0x0001);   // smallest subnormal
   EXPECT_EQ(f32_to_f16(2.9802322387695312e-08f), 0x0000);  // half of it: tie to even zero
   EXPECT_EQ(f32_to_f16(std::numeric_limits<float>::infinity()), 0x7C00);
   EXPECT_EQ(f32_to_f16(std::numeric_limits<float>::quiet_NaN()), 0x7E00);

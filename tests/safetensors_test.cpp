@@ -133,7 +133,8 @@ TEST(SafetensorsRoundTrip, SaveIsAtomicAndReadableAfterTheFileIsGone) {
   EXPECT_EQ(kept.to_floats(), (std::vector<float>{1, 2}));
   // Only the target is left in the folder: no temporary files.
   std::size_t files = 0;
-  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dir.path())) ++files;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dir.path()))
+    ++files;
   EXPECT_EQ(files, 0u);
 }
 
@@ -181,17 +182,18 @@ std::vector<CorruptCase> corrupt_cases() {
   const std::string good = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
   std::vector<CorruptCase> cases;
   cases.push_back({"empty file", {}, ErrorCode::HeaderTooSmall, "file is empty"});
-  cases.push_back({"7 bytes", std::vector<std::byte>(7), ErrorCode::HeaderTooSmall, "header too small"});
+  cases.push_back(
+      {"7 bytes", std::vector<std::byte>(7), ErrorCode::HeaderTooSmall, "header too small"});
   cases.push_back({"header length over 100 MB", raw_file("{}", 0, 100'000'001),
                    ErrorCode::HeaderTooLarge, "exceeds the limit"});
   cases.push_back({"header length past EOF", raw_file("{}", 0, 50), ErrorCode::InvalidHeaderLength,
                    "past the end"});
   cases.push_back({"header length near 2^64", raw_file("{}", 0, UINT64_MAX - 3),
                    ErrorCode::HeaderTooLarge, "exceeds"});
-  cases.push_back({"invalid UTF-8", raw_file("{\"\xff\":1}", 0), ErrorCode::InvalidHeaderUtf8,
-                   "UTF-8"});
-  cases.push_back({"overlong UTF-8", raw_file("{\"\xc0\xaf\":1}", 0),
-                   ErrorCode::InvalidHeaderUtf8, "UTF-8"});
+  cases.push_back(
+      {"invalid UTF-8", raw_file("{\"\xff\":1}", 0), ErrorCode::InvalidHeaderUtf8, "UTF-8"});
+  cases.push_back(
+      {"overlong UTF-8", raw_file("{\"\xc0\xaf\":1}", 0), ErrorCode::InvalidHeaderUtf8, "UTF-8"});
   cases.push_back({"UTF-8 surrogate", raw_file("{\"\xed\xa0\x80\":1}", 0),
                    ErrorCode::InvalidHeaderUtf8, "UTF-8"});
   cases.push_back({"not JSON", raw_file("hello", 0), ErrorCode::InvalidHeaderJson, "JSON object"});
@@ -210,9 +212,10 @@ std::vector<CorruptCase> corrupt_cases() {
   cases.push_back({"float dimension",
                    raw_file(R"({"a":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}})", 8),
                    ErrorCode::InvalidHeaderJson, "integer"});
-  cases.push_back({"dimension over u64",
-                   raw_file(R"({"a":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,8]}})", 8),
-                   ErrorCode::InvalidHeaderJson, "64 bits"});
+  cases.push_back(
+      {"dimension over u64",
+       raw_file(R"({"a":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,8]}})", 8),
+       ErrorCode::InvalidHeaderJson, "64 bits"});
   cases.push_back({"missing shape", raw_file(R"({"a":{"dtype":"F32","data_offsets":[0,8]}})", 8),
                    ErrorCode::InvalidHeaderJson, "missing member 'shape'"});
   cases.push_back({"missing offsets", raw_file(R"({"a":{"dtype":"F32","shape":[2]}})", 8),
@@ -220,9 +223,8 @@ std::vector<CorruptCase> corrupt_cases() {
   cases.push_back({"three offsets",
                    raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8,8]}})", 8),
                    ErrorCode::InvalidHeaderJson, "exactly [begin, end]"});
-  cases.push_back({"metadata value not a string",
-                   raw_file(R"({"__metadata__":{"format":1}})", 0), ErrorCode::InvalidHeaderJson,
-                   "not a string"});
+  cases.push_back({"metadata value not a string", raw_file(R"({"__metadata__":{"format":1}})", 0),
+                   ErrorCode::InvalidHeaderJson, "not a string"});
   cases.push_back({"metadata not an object", raw_file(R"({"__metadata__":[1]})", 0),
                    ErrorCode::InvalidHeaderJson, "object of strings"});
   cases.push_back({"tensor not an object", raw_file(R"({"a":5})", 0), ErrorCode::InvalidHeaderJson,
@@ -231,39 +233,51 @@ std::vector<CorruptCase> corrupt_cases() {
                    ErrorCode::InvalidHeaderJson, "surrogate"});
   cases.push_back({"trailing garbage after JSON", raw_file(good + "x", 8),
                    ErrorCode::InvalidHeaderJson, "after the JSON object"});
-  cases.push_back({"duplicate tensor name",
-                   raw_file(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})", 2),
-                   ErrorCode::DuplicateKey, "'a' is declared twice"});
+  cases.push_back(
+      {"duplicate tensor name",
+       raw_file(
+           R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
+           2),
+       ErrorCode::DuplicateKey, "'a' is declared twice"});
   cases.push_back({"duplicate metadata", raw_file(R"({"__metadata__":{},"__metadata__":{}})", 0),
                    ErrorCode::DuplicateKey, "twice"});
-  cases.push_back({"duplicate member in a tensor",
-                   raw_file(R"({"a":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}})", 1),
-                   ErrorCode::InvalidHeaderJson, "'dtype' appears twice"});
+  cases.push_back(
+      {"duplicate member in a tensor",
+       raw_file(R"({"a":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}})", 1),
+       ErrorCode::InvalidHeaderJson, "'dtype' appears twice"});
   cases.push_back({"gap before first tensor",
                    raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12),
                    ErrorCode::InvalidOffset, "tensor 'a'"});
-  cases.push_back({"overlapping tensors",
-                   raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12),
-                   ErrorCode::InvalidOffset, "tensor 'b'"});
-  cases.push_back({"end before begin",
-                   raw_file(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},"b":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},"c":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"d":{"dtype":"U8","shape":[0],"data_offsets":[1,0]}})", 1),
-                   ErrorCode::InvalidOffset, "tensor 'd'"});
-  cases.push_back({"shape product overflows",
-                   raw_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8),
-                   ErrorCode::ValidationOverflow, "tensor 'a'"});
-  cases.push_back({"bytes overflow",
-                   raw_file(R"({"a":{"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,8]}})", 8),
-                   ErrorCode::ValidationOverflow, "tensor 'a'"});
+  cases.push_back(
+      {"overlapping tensors",
+       raw_file(
+           R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+           12),
+       ErrorCode::InvalidOffset, "tensor 'b'"});
+  cases.push_back(
+      {"end before begin",
+       raw_file(
+           R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},"b":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},"c":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"d":{"dtype":"U8","shape":[0],"data_offsets":[1,0]}})",
+           1),
+       ErrorCode::InvalidOffset, "tensor 'd'"});
+  cases.push_back(
+      {"shape product overflows",
+       raw_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8),
+       ErrorCode::ValidationOverflow, "tensor 'a'"});
+  cases.push_back(
+      {"bytes overflow",
+       raw_file(R"({"a":{"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,8]}})", 8),
+       ErrorCode::ValidationOverflow, "tensor 'a'"});
   cases.push_back({"sub-byte remainder",
                    raw_file(R"({"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}})", 2),
                    ErrorCode::MisalignedSlice, "tensor 'a'"});
   cases.push_back({"byte length disagrees with shape",
                    raw_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8),
                    ErrorCode::TensorInvalidInfo, "needs 12 bytes"});
-  cases.push_back({"truncated data", raw_file(good, 4), ErrorCode::MetadataIncompleteBuffer,
-                   "file truncated"});
-  cases.push_back({"trailing data", raw_file(good, 9), ErrorCode::MetadataIncompleteBuffer,
-                   "trailing bytes"});
+  cases.push_back(
+      {"truncated data", raw_file(good, 4), ErrorCode::MetadataIncompleteBuffer, "file truncated"});
+  cases.push_back(
+      {"trailing data", raw_file(good, 9), ErrorCode::MetadataIncompleteBuffer, "trailing bytes"});
   return cases;
 }
 

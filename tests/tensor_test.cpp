@@ -54,8 +54,8 @@ TEST(Tensor, ConversionsFollowPyTorch) {
 }
 
 TEST(Tensor, FloatToIntegerOutOfRangeIsAnError) {
-  const Tensor nan = Tensor::from_floats(DType::F32, {1},
-                                         std::vector<float>{std::numeric_limits<float>::quiet_NaN()});
+  const Tensor nan = Tensor::from_floats(
+      DType::F32, {1}, std::vector<float>{std::numeric_limits<float>::quiet_NaN()});
   EXPECT_PEFT_ERROR(nan.to(DType::I32), ErrorCode::ConversionOutOfRange, "does not fit");
   const Tensor big = Tensor::from_floats(DType::F32, {1}, std::vector<float>{1e10f});
   EXPECT_PEFT_ERROR(big.to(DType::I16), ErrorCode::ConversionOutOfRange, "does not fit");

@@ -50,7 +50,9 @@ unsigned dtype_bits(DType dtype) noexcept;
 // Bytes per element for byte-sized types; 0 for the sub-byte ones.
 std::size_t dtype_size(DType dtype) noexcept;
 // The writer's sort rank (higher is written first).
-inline unsigned dtype_rank(DType dtype) noexcept { return static_cast<unsigned>(dtype); }
+inline unsigned dtype_rank(DType dtype) noexcept {
+  return static_cast<unsigned>(dtype);
+}
 
 bool is_floating(DType dtype) noexcept;
 bool is_integral(DType dtype) noexcept;  // BOOL excluded

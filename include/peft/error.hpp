@@ -14,9 +14,9 @@ namespace peft {
 
 enum class ErrorCode {
   // I/O
-  Io,                // a system call failed (open, read, write, rename, mmap...)
-  NotFound,          // a file, folder, tensor or adapter that was asked for does not exist
-  InvalidArgument,   // the caller passed something that cannot work
+  Io,               // a system call failed (open, read, write, rename, mmap...)
+  NotFound,         // a file, folder, tensor or adapter that was asked for does not exist
+  InvalidArgument,  // the caller passed something that cannot work
   // safetensors (formats.md §1.8, plus the stricter checks of a C++ reader)
   HeaderTooSmall,
   HeaderTooLarge,
@@ -31,7 +31,7 @@ enum class ErrorCode {
   MetadataIncompleteBuffer,
   TooManyTensors,
   TensorNotFound,
-  SharedStorage,     // two tensors to be written alias the same bytes
+  SharedStorage,  // two tensors to be written alias the same bytes
   // tensors
   DTypeMismatch,
   ConversionOutOfRange,
@@ -40,8 +40,8 @@ enum class ErrorCode {
   // zip / pickle / torch.save
   InvalidZip,
   InvalidPickle,
-  ForbiddenPickle,   // a pickle asks for something that would run code
-  LimitExceeded,     // a resource bound of a parser was reached
+  ForbiddenPickle,  // a pickle asks for something that would run code
+  LimitExceeded,    // a resource bound of a parser was reached
   UnsupportedFormat,
   // configs and PEFT semantics
   InvalidJson,

@@ -45,8 +45,8 @@ struct SafetensorsTensorInfo {
 };
 
 struct SafetensorsReadOptions {
-  bool use_mmap = true;                           // false: read the file into memory
-  std::uint64_t max_header_bytes = 100'000'000;   // the reference reader's cap
+  bool use_mmap = true;                          // false: read the file into memory
+  std::uint64_t max_header_bytes = 100'000'000;  // the reference reader's cap
   std::size_t max_tensors = 10'000'000;
   std::size_t max_rank = 64;
 };

@@ -15,18 +15,22 @@ struct DTypeInfo {
 
 // Indexed by the enumerator value.
 constexpr std::array<DTypeInfo, kDTypeCount> kInfo = {{
-    {"BOOL", 8},    {"F4", 4},      {"F6_E2M3", 6},     {"F6_E3M2", 6},     {"U8", 8},
-    {"I8", 8},      {"F8_E5M2", 8}, {"F8_E4M3", 8},     {"F8_E8M0", 8},     {"F8_E4M3FNUZ", 8},
-    {"F8_E5M2FNUZ", 8}, {"I16", 16},  {"U16", 16},       {"F16", 16},        {"BF16", 16},
-    {"I32", 32},    {"U32", 32},    {"F32", 32},        {"C64", 64},        {"F64", 64},
-    {"I64", 64},    {"U64", 64},
+    {"BOOL", 8},        {"F4", 4},      {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"U8", 8},
+    {"I8", 8},          {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8},
+    {"F8_E5M2FNUZ", 8}, {"I16", 16},    {"U16", 16},    {"F16", 16},    {"BF16", 16},
+    {"I32", 32},        {"U32", 32},    {"F32", 32},    {"C64", 64},    {"F64", 64},
+    {"I64", 64},        {"U64", 64},
 }};
 
-const DTypeInfo& info(DType dtype) { return kInfo[static_cast<std::size_t>(dtype)]; }
+const DTypeInfo& info(DType dtype) {
+  return kInfo[static_cast<std::size_t>(dtype)];
+}
 
 }  // namespace
 
-std::string_view dtype_name(DType dtype) noexcept { return info(dtype).name; }
+std::string_view dtype_name(DType dtype) noexcept {
+  return info(dtype).name;
+}
 
 std::optional<DType> dtype_from_name(std::string_view name) noexcept {
   for (std::size_t i = 0; i < kInfo.size(); ++i) {
@@ -35,7 +39,9 @@ std::optional<DType> dtype_from_name(std::string_view name) noexcept {
   return std::nullopt;
 }
 
-unsigned dtype_bits(DType dtype) noexcept { return info(dtype).bits; }
+unsigned dtype_bits(DType dtype) noexcept {
+  return info(dtype).bits;
+}
 
 std::size_t dtype_size(DType dtype) noexcept {
   const unsigned bits = info(dtype).bits;
@@ -113,8 +119,7 @@ std::uint16_t f32_to_f16(float value) noexcept {
   const std::uint32_t exp_bits = (result_bits >> 13) & 0x00007C00u;
   const std::uint32_t mantissa_bits = result_bits & 0x00000FFFu;
   const std::uint32_t nonsign = exp_bits + mantissa_bits;
-  return static_cast<std::uint16_t>((sign >> 16) |
-                                    (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
+  return static_cast<std::uint16_t>((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
 }
 
 float f16_to_f32(std::uint16_t h) noexcept {

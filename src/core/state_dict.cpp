@@ -6,7 +6,9 @@
 
 namespace peft {
 
-StateDict::StateDict(const StateDict& other) : entries_(other.entries_) { rebuild_index(); }
+StateDict::StateDict(const StateDict& other) : entries_(other.entries_) {
+  rebuild_index();
+}
 
 StateDict& StateDict::operator=(const StateDict& other) {
   if (this != &other) {

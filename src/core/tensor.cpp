@@ -36,19 +36,32 @@ void store(std::byte* p, T value) {
 template <class F>
 decltype(auto) visit_dtype(DType dtype, F&& f) {
   switch (dtype) {
-    case DType::BOOL: return f(bool{});
-    case DType::U8: return f(std::uint8_t{});
-    case DType::I8: return f(std::int8_t{});
-    case DType::I16: return f(std::int16_t{});
-    case DType::U16: return f(std::uint16_t{});
-    case DType::I32: return f(std::int32_t{});
-    case DType::U32: return f(std::uint32_t{});
-    case DType::I64: return f(std::int64_t{});
-    case DType::U64: return f(std::uint64_t{});
-    case DType::F16: return f(Half{});
-    case DType::BF16: return f(BFloat{});
-    case DType::F32: return f(float{});
-    case DType::F64: return f(double{});
+    case DType::BOOL:
+      return f(bool{});
+    case DType::U8:
+      return f(std::uint8_t{});
+    case DType::I8:
+      return f(std::int8_t{});
+    case DType::I16:
+      return f(std::int16_t{});
+    case DType::U16:
+      return f(std::uint16_t{});
+    case DType::I32:
+      return f(std::int32_t{});
+    case DType::U32:
+      return f(std::uint32_t{});
+    case DType::I64:
+      return f(std::int64_t{});
+    case DType::U64:
+      return f(std::uint64_t{});
+    case DType::F16:
+      return f(Half{});
+    case DType::BF16:
+      return f(BFloat{});
+    case DType::F32:
+      return f(float{});
+    case DType::F64:
+      return f(double{});
     default:
       throw Error(ErrorCode::UnsupportedDType, "",
                   fmt::format("no element conversion for dtype {}", dtype_name(dtype)));
@@ -56,8 +69,8 @@ decltype(auto) visit_dtype(DType dtype, F&& f) {
 }
 
 template <class T>
-constexpr bool kIsFloat = std::is_same_v<T, Half> || std::is_same_v<T, BFloat> ||
-                          std::is_floating_point_v<T>;
+constexpr bool kIsFloat =
+    std::is_same_v<T, Half> || std::is_same_v<T, BFloat> || std::is_floating_point_v<T>;
 
 // Reads one element as the widest type of its kind (double for floats, the integer
 // itself otherwise). bool is read as any non-zero byte, as PyTorch does.
@@ -81,8 +94,7 @@ void write_element(std::byte* p, V value) {
   } else if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat>) {
     // c10 converts to Half/BFloat16 through float, also from double.
     const auto as_float = static_cast<float>(value);
-    store<std::uint16_t>(p, std::is_same_v<T, Half> ? f32_to_f16(as_float)
-                                                   : f32_to_bf16(as_float));
+    store<std::uint16_t>(p, std::is_same_v<T, Half> ? f32_to_f16(as_float) : f32_to_bf16(as_float));
   } else if constexpr (std::is_floating_point_v<T>) {
     store<T>(p, static_cast<T>(value));
   } else if constexpr (std::is_floating_point_v<V>) {
@@ -140,9 +152,9 @@ std::uint64_t shape_numel(const Shape& shape) {
 std::uint64_t byte_size(DType dtype, const Shape& shape) {
   std::uint64_t bits = 0;
   if (__builtin_mul_overflow(shape_numel(shape), std::uint64_t{dtype_bits(dtype)}, &bits)) {
-    throw Error(ErrorCode::ValidationOverflow, "",
-                fmt::format("byte size of {} {} overflows", dtype_name(dtype),
-                            shape_to_string(shape)));
+    throw Error(
+        ErrorCode::ValidationOverflow, "",
+        fmt::format("byte size of {} {} overflows", dtype_name(dtype), shape_to_string(shape)));
   }
   if (bits % 8 != 0) {
     throw Error(ErrorCode::MisalignedSlice, "",
@@ -152,7 +164,9 @@ std::uint64_t byte_size(DType dtype, const Shape& shape) {
   return bits / 8;
 }
 
-std::string shape_to_string(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+std::string shape_to_string(const Shape& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
 
 Tensor::Tensor() : Tensor(DType::F32, Shape{0}, 0, {}, nullptr, false) {}
 
@@ -189,7 +203,9 @@ Tensor Tensor::heap(DType dtype, Shape shape) {
   return Tensor(dtype, std::move(shape), numel, bytes, std::move(buffer), true);
 }
 
-Tensor Tensor::zeros(DType dtype, Shape shape) { return heap(dtype, std::move(shape)); }
+Tensor Tensor::zeros(DType dtype, Shape shape) {
+  return heap(dtype, std::move(shape));
+}
 
 Tensor Tensor::copy_of(DType dtype, Shape shape, std::span<const std::byte> bytes) {
   Tensor out = heap(dtype, std::move(shape));
@@ -207,9 +223,9 @@ template <class V>
 Tensor from_values(DType dtype, Shape shape, std::span<const V> values, DType source) {
   Tensor out = Tensor::zeros(dtype, std::move(shape));
   if (out.numel() != values.size()) {
-    throw Error(ErrorCode::ShapeMismatch, "",
-                fmt::format("{} values given for shape {}", values.size(),
-                            shape_to_string(out.shape())));
+    throw Error(
+        ErrorCode::ShapeMismatch, "",
+        fmt::format("{} values given for shape {}", values.size(), shape_to_string(out.shape())));
   }
   convert_bytes(source, reinterpret_cast<const std::byte*>(values.data()), dtype,
                 out.mutable_bytes().data(), values.size());
@@ -236,8 +252,12 @@ std::span<std::byte> Tensor::mutable_bytes() {
   return {const_cast<std::byte*>(bytes_.data()), bytes_.size()};
 }
 
-std::vector<double> Tensor::to_doubles() const { return values_as<double>(*this, DType::F64); }
-std::vector<float> Tensor::to_floats() const { return values_as<float>(*this, DType::F32); }
+std::vector<double> Tensor::to_doubles() const {
+  return values_as<double>(*this, DType::F64);
+}
+std::vector<float> Tensor::to_floats() const {
+  return values_as<float>(*this, DType::F32);
+}
 std::vector<std::int64_t> Tensor::to_ints() const {
   return values_as<std::int64_t>(*this, DType::I64);
 }
@@ -249,7 +269,9 @@ Tensor Tensor::to(DType target) const {
   return out;
 }
 
-Tensor Tensor::clone() const { return copy_of(dtype_, shape_, bytes_); }
+Tensor Tensor::clone() const {
+  return copy_of(dtype_, shape_, bytes_);
+}
 
 Tensor Tensor::reshaped(Shape shape) const {
   const std::uint64_t numel = shape_numel(shape);
@@ -261,8 +283,7 @@ Tensor Tensor::reshaped(Shape shape) const {
 }
 
 bool Tensor::equals(const Tensor& other) const noexcept {
-  return dtype_ == other.dtype_ && shape_ == other.shape_ &&
-         bytes_.size() == other.bytes_.size() &&
+  return dtype_ == other.dtype_ && shape_ == other.shape_ && bytes_.size() == other.bytes_.size() &&
          (bytes_.empty() || std::memcmp(bytes_.data(), other.bytes_.data(), bytes_.size()) == 0);
 }
 

@@ -63,9 +63,9 @@ void AtomicFile::fail(const char* what, int err) {
   fd_ = -1;
   ::unlink(temp_.c_str());
   committed_ = true;  // nothing left to clean up
-  throw Error(ErrorCode::Io, target_.string(),
-              fmt::format("{}: {} (the previous file, if any, is unchanged)", what,
-                          std::strerror(err)));
+  throw Error(
+      ErrorCode::Io, target_.string(),
+      fmt::format("{}: {} (the previous file, if any, is unchanged)", what, std::strerror(err)));
 }
 
 void AtomicFile::write(std::span<const std::byte> bytes) {
@@ -122,16 +122,17 @@ void AtomicFile::commit() {
     const int err = errno;
     ::unlink(temp_.c_str());
     committed_ = true;
-    throw Error(ErrorCode::Io, target_.string(),
-                fmt::format("close failed: {} (the previous file is unchanged)", std::strerror(err)));
+    throw Error(
+        ErrorCode::Io, target_.string(),
+        fmt::format("close failed: {} (the previous file is unchanged)", std::strerror(err)));
   }
   if (::rename(temp_.c_str(), target_.c_str()) != 0) {
     const int err = errno;
     ::unlink(temp_.c_str());
     committed_ = true;
-    throw Error(ErrorCode::Io, target_.string(),
-                fmt::format("cannot rename the finished temporary file over it: {}",
-                            std::strerror(err)));
+    throw Error(
+        ErrorCode::Io, target_.string(),
+        fmt::format("cannot rename the finished temporary file over it: {}", std::strerror(err)));
   }
   committed_ = true;
   if (durable_) fsync_folder(target_.parent_path());

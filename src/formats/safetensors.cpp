@@ -43,32 +43,42 @@ void validate_offsets(const std::vector<SafetensorsTensorInfo>& infos, std::uint
       throw Error(ErrorCode::TensorInvalidInfo, source,
                   fmt::format("tensor '{}': invalid shape, data type, or offset: {} {} needs "
                               "{} bytes but data_offsets [{}, {}] span {}",
-                              info.name, dtype_name(info.dtype), shape_to_string(info.shape),
-                              size, info.begin, info.end, info.end - info.begin));
+                              info.name, dtype_name(info.dtype), shape_to_string(info.shape), size,
+                              info.begin, info.end, info.end - info.begin));
     }
     previous_end = info.end;
   }
   if (previous_end != data_length) {
-    throw Error(ErrorCode::MetadataIncompleteBuffer, source,
-                fmt::format("incomplete metadata, file not fully covered: the tensors end at "
-                            "data byte {} but the data buffer holds {} bytes{}",
-                            previous_end, data_length,
-                            previous_end < data_length ? " (trailing bytes)"
-                                                       : " (file truncated?)"));
+    throw Error(
+        ErrorCode::MetadataIncompleteBuffer, source,
+        fmt::format("incomplete metadata, file not fully covered: the tensors end at "
+                    "data byte {} but the data buffer holds {} bytes{}",
+                    previous_end, data_length,
+                    previous_end < data_length ? " (trailing bytes)" : " (file truncated?)"));
   }
 }
 
-// Tensors in the order the reference writer lays them out.
+// Tensors in the order the reference writer lays them out: dtype rank descending,
+// then name by bytes. Sort keys sit in one array so comparisons avoid pointer chasing.
 std::vector<const StateDict::value_type*> writer_order(const StateDict& tensors) {
+  struct Key {
+    unsigned rank;
+    std::string_view name;
+    const StateDict::value_type* entry;
+  };
+  std::vector<Key> keys;
+  keys.reserve(tensors.size());
+  for (const auto& entry : tensors)
+    keys.push_back({dtype_rank(entry.second.dtype()), entry.first, &entry});
+  const auto before = [](const Key& a, const Key& b) {
+    return a.rank != b.rank ? a.rank > b.rank : a.name < b.name;  // string_view compares bytes
+  };
+  // Files read back are usually in writer order already.
+  if (!std::is_sorted(keys.begin(), keys.end(), before))
+    std::sort(keys.begin(), keys.end(), before);
   std::vector<const StateDict::value_type*> order;
-  order.reserve(tensors.size());
-  for (const auto& entry : tensors) order.push_back(&entry);
-  std::sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
-    const unsigned ra = dtype_rank(a->second.dtype());
-    const unsigned rb = dtype_rank(b->second.dtype());
-    if (ra != rb) return ra > rb;
-    return a->first < b->first;  // std::string compares bytes as unsigned char
-  });
+  order.reserve(keys.size());
+  for (const auto& key : keys) order.push_back(key.entry);
   return order;
 }
 
@@ -90,6 +100,11 @@ void check_not_shared(const StateDict& tensors, const std::string& target) {
                               previous->first, by_address[i]->first));
     }
   }
+}
+
+void append_int(std::string& out, std::uint64_t value) {
+  const fmt::format_int text(value);
+  out.append(text.data(), text.size());
 }
 
 struct Layout {
@@ -129,13 +144,13 @@ Layout layout(const StateDict& tensors, const std::optional<Metadata>& metadata,
     header += "\",\"shape\":[";
     for (std::size_t d = 0; d < tensor.shape().size(); ++d) {
       if (d) header += ',';
-      header += fmt::format_int(tensor.shape()[d]).str();
+      append_int(header, tensor.shape()[d]);
     }
     header += "],\"data_offsets\":[";
-    header += fmt::format_int(offset).str();
+    append_int(header, offset);
     offset += tensor.nbytes();
     header += ',';
-    header += fmt::format_int(offset).str();
+    append_int(header, offset);
     header += "]}";
   }
   header += '}';
@@ -182,14 +197,14 @@ SafetensorsFile SafetensorsFile::from_bytes(std::span<const std::byte> bytes,
   }
   const std::uint64_t n = read_u64_le(bytes.data());
   if (n > options.max_header_bytes) {
-    throw Error(ErrorCode::HeaderTooLarge, src,
-                fmt::format("header length {} exceeds the limit of {} bytes", n,
-                            options.max_header_bytes));
+    throw Error(
+        ErrorCode::HeaderTooLarge, src,
+        fmt::format("header length {} exceeds the limit of {} bytes", n, options.max_header_bytes));
   }
   if (n > bytes.size() - 8) {
-    throw Error(ErrorCode::InvalidHeaderLength, src,
-                fmt::format("header length {} runs past the end of the {}-byte file", n,
-                            bytes.size()));
+    throw Error(
+        ErrorCode::InvalidHeaderLength, src,
+        fmt::format("header length {} runs past the end of the {}-byte file", n, bytes.size()));
   }
   out.header_length_ = n;
   const std::string_view json(reinterpret_cast<const char*>(bytes.data() + 8),

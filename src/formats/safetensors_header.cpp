@@ -60,8 +60,11 @@ class HeaderParser {
  public:
   HeaderParser(std::string_view json, const std::string& source,
                const SafetensorsReadOptions& options)
-      : p_(json.data()), begin_(json.data()), end_(json.data() + json.size()),
-        source_(source), options_(options) {}
+      : p_(json.data()),
+        begin_(json.data()),
+        end_(json.data() + json.size()),
+        source_(source),
+        options_(options) {}
 
   ParsedHeader parse() {
     ParsedHeader out;
@@ -78,7 +81,8 @@ class HeaderParser {
         skip_ws();
         if (name == "__metadata__") {
           if (seen_metadata) {
-            throw Error(ErrorCode::DuplicateKey, source_, "'__metadata__' appears twice in the header");
+            throw Error(ErrorCode::DuplicateKey, source_,
+                        "'__metadata__' appears twice in the header");
           }
           seen_metadata = true;
           out.metadata = parse_metadata();
@@ -176,14 +180,30 @@ class HeaderParser {
         if (p_ == end_) fail("unterminated escape");
         const char e = *p_++;
         switch (e) {
-          case '"': out += '"'; break;
-          case '\\': out += '\\'; break;
-          case '/': out += '/'; break;
-          case 'b': out += '\b'; break;
-          case 'f': out += '\f'; break;
-          case 'n': out += '\n'; break;
-          case 'r': out += '\r'; break;
-          case 't': out += '\t'; break;
+          case '"':
+            out += '"';
+            break;
+          case '\\':
+            out += '\\';
+            break;
+          case '/':
+            out += '/';
+            break;
+          case 'b':
+            out += '\b';
+            break;
+          case 'f':
+            out += '\f';
+            break;
+          case 'n':
+            out += '\n';
+            break;
+          case 'r':
+            out += '\r';
+            break;
+          case 't':
+            out += '\t';
+            break;
           case 'u': {
             unsigned cp = parse_hex4();
             if (cp >= 0xDC00 && cp <= 0xDFFF) fail("lone trailing surrogate in \\u escape");
@@ -215,11 +235,13 @@ class HeaderParser {
     if (p_ == end_ || *p_ < '0' || *p_ > '9') {
       fail(fmt::format("{} must be a non-negative integer", what));
     }
-    if (*p_ == '0' && p_ + 1 != end_ && p_[1] >= '0' && p_[1] <= '9') fail("leading zero in a number");
+    if (*p_ == '0' && p_ + 1 != end_ && p_[1] >= '0' && p_[1] <= '9')
+      fail("leading zero in a number");
     std::uint64_t value = 0;
     while (p_ != end_ && *p_ >= '0' && *p_ <= '9') {
       const auto digit = static_cast<std::uint64_t>(*p_ - '0');
-      if (__builtin_mul_overflow(value, 10u, &value) || __builtin_add_overflow(value, digit, &value)) {
+      if (__builtin_mul_overflow(value, 10u, &value) ||
+          __builtin_add_overflow(value, digit, &value)) {
         fail(fmt::format("{} does not fit 64 bits", what));
       }
       ++p_;
@@ -427,24 +449,39 @@ void append_json_string(std::string& out, std::string_view text) {
   std::size_t run = 0;  // start of the pending unescaped run
   for (std::size_t i = 0; i < text.size(); ++i) {
     const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(text, run, i - run);
+    if (c >= 0x20 && c != '"' && c != '\\') [[likely]]
+      continue;
+    out.append(text.data() + run, i - run);
     run = i + 1;
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\t': out += "\\t"; break;
-      case '\n': out += "\\n"; break;
-      case '\f': out += "\\f"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         out += "\\u00";
         out += kHex[c >> 4];
         out += kHex[c & 0xF];
     }
   }
-  out.append(text, run, text.size() - run);
+  out.append(text.data() + run, text.size() - run);
   out += '"';
 }
 

@@ -20,8 +20,12 @@ fs::path from_env_or(const char* variable, const fs::path& fallback) {
 }
 }  // namespace
 
-fs::path test_data() { return PEFT_TEST_DATA; }
-fs::path peft_ref_root() { return from_env_or("PEFTCPP_FIXTURES", test_data() / "peft-ref"); }
+fs::path test_data() {
+  return PEFT_TEST_DATA;
+}
+fs::path peft_ref_root() {
+  return from_env_or("PEFTCPP_FIXTURES", test_data() / "peft-ref");
+}
 fs::path peft_merge_root() {
   return from_env_or("PEFTCPP_MERGE_FIXTURES", test_data() / "peft-merge");
 }
@@ -31,7 +35,9 @@ fs::path real_adapters_root() {
   std::error_code ec;
   return fs::is_directory(root, ec) ? root : fs::path();
 }
-fs::path peftcpp_binary() { return PEFTCPP_BINARY; }
+fs::path peftcpp_binary() {
+  return PEFTCPP_BINARY;
+}
 
 std::vector<fs::path> find_files(const fs::path& root, const std::string& filename) {
   std::vector<fs::path> out;
@@ -67,7 +73,8 @@ std::vector<std::byte> read_bytes(const fs::path& path) {
 
 void write_bytes(const fs::path& path, const std::vector<std::byte>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 

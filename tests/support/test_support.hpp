@@ -21,7 +21,8 @@ std::filesystem::path real_adapters_root();
 // The built peftcpp binary.
 std::filesystem::path peftcpp_binary();
 
-// Every file named `filename` (or with that extension when it starts with '.') below `root`, sorted.
+// Every file named `filename` (or with that extension when it starts with '.') below `root`,
+// sorted.
 std::vector<std::filesystem::path> find_files(const std::filesystem::path& root,
                                               const std::string& filename);
 
@@ -55,14 +56,14 @@ CommandResult run_command(const std::vector<std::string>& argv);
 
 // Asserts that `statement` throws peft::Error with `expected_code` and a message
 // containing `fragment`.
-#define EXPECT_PEFT_ERROR(statement, expected_code, fragment)                              \
-  do {                                                                                     \
-    try {                                                                                  \
-      statement;                                                                           \
-      ADD_FAILURE() << "expected peft::Error " << ::peft::to_string(expected_code);        \
-    } catch (const ::peft::Error& peft_error_) {                                           \
-      EXPECT_EQ(peft_error_.code(), expected_code) << peft_error_.what();                  \
-      EXPECT_NE(std::string(peft_error_.what()).find(fragment), std::string::npos)        \
-          << "message '" << peft_error_.what() << "' lacks '" << (fragment) << "'";        \
-    }                                                                                      \
+#define EXPECT_PEFT_ERROR(statement, expected_code, fragment)                       \
+  do {                                                                              \
+    try {                                                                           \
+      statement;                                                                    \
+      ADD_FAILURE() << "expected peft::Error " << ::peft::to_string(expected_code); \
+    } catch (const ::peft::Error& peft_error_) {                                    \
+      EXPECT_EQ(peft_error_.code(), expected_code) << peft_error_.what();           \
+      EXPECT_NE(std::string(peft_error_.what()).find(fragment), std::string::npos)  \
+          << "message '" << peft_error_.what() << "' lacks '" << (fragment) << "'"; \
+    }                                                                               \
   } while (0)
