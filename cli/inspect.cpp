@@ -4,10 +4,11 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
-#include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "commands.hpp"
 #include "peft/error.hpp"
+#include "peft/inspect.hpp"
 #include "peft/safetensors.hpp"
 
 namespace peftcpp::cli {
@@ -21,90 +22,141 @@ struct InspectOptions {
   bool json = false;
 };
 
-nlohmann::json inspect_weights(const fs::path& file) {
-  const auto st = peft::SafetensorsFile::open(file);
-  nlohmann::json out;
-  out["file"] = file.string();
-  out["bytes_on_disk"] = st.file_size();
-  std::map<std::string, std::uint64_t> dtype_counts;
-  std::uint64_t parameters = 0;
-  nlohmann::json tensors = nlohmann::json::array();
-  for (const auto& info : st.tensors()) {
-    dtype_counts[std::string(peft::dtype_name(info.dtype))]++;
-    parameters += peft::shape_numel(info.shape);
-    tensors.push_back(
-        {{"name", info.name}, {"dtype", peft::dtype_name(info.dtype)}, {"shape", info.shape}});
-  }
-  out["num_tensors"] = st.size();
-  out["parameters"] = parameters;
-  out["dtypes"] = dtype_counts;
-  out["tensors"] = std::move(tensors);
-  if (st.metadata()) out["metadata"] = *st.metadata();
-  return out;
+std::string with_commas(std::uint64_t n) {
+  std::string digits = std::to_string(n);
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3)
+    digits.insert(static_cast<std::size_t>(i), ",");
+  return digits;
 }
 
-void print_human(const nlohmann::json& report, bool with_tensors) {
-  if (report.contains("config")) {
-    const auto& config = report["config"];
-    fmt::print("peft_type:        {}\n", config.value("peft_type", "?"));
-    if (config.contains("task_type") && !config["task_type"].is_null()) {
-      fmt::print("task_type:        {}\n", config["task_type"].get<std::string>());
+std::string json_text(const nlohmann::json& value) {
+  if (value.is_null()) return "—";
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_array()) {
+    std::string out;
+    for (const auto& item : value) out += (out.empty() ? "" : ", ") + json_text(item);
+    return out.empty() ? "[]" : out;
+  }
+  return value.dump();
+}
+
+void print_field(std::string_view label, const std::string& value) {
+  fmt::print("  {:<17} {}\n", label, value);
+}
+
+void print_modules(const peft::AdapterSummary& s) {
+  // One line per layer pattern and (rank, alpha, scaling).
+  using Key = std::tuple<std::string, std::string, std::string, std::string>;
+  std::map<Key, std::size_t> groups;
+  std::vector<Key> order;
+  const auto number = [](const auto& v) {
+    return v ? fmt::format("{:g}", static_cast<double>(*v)) : std::string("?");
+  };
+  for (const auto& m : s.modules) {
+    Key key{peft::layer_pattern(m.module), number(m.rank), number(m.alpha), number(m.scaling)};
+    if (groups[key]++ == 0) order.push_back(key);
+  }
+  fmt::print("  modules ({})\n", s.modules.size());
+  for (const auto& key : order) {
+    const auto& [pattern, rank, alpha, scaling] = key;
+    if (rank == "?" && alpha == "?") {
+      fmt::print("    {:<48} ×{}\n", pattern, groups[key]);
+    } else {
+      fmt::print("    {:<48} ×{:<3} r={} alpha={} scaling={}\n", pattern, groups[key], rank, alpha,
+                 scaling);
     }
-    if (config.contains("base_model_name_or_path") &&
-        config["base_model_name_or_path"].is_string()) {
-      fmt::print("base model:       {}\n", config["base_model_name_or_path"].get<std::string>());
+  }
+}
+
+void print_summary(const peft::AdapterSummary& s, bool with_tensors) {
+  fmt::print("{}  [{}]\n", s.folder.string(), s.name);
+  if (s.config) {
+    const auto& c = *s.config;
+    const auto& j = c.json();
+    std::string type(peft::to_string(c.peft_type()));
+    if (j.contains("task_type") && !j["task_type"].is_null())
+      type += " (task " + json_text(j["task_type"]) + ")";
+    print_field("peft_type", type);
+    const auto base = c.base_model_name_or_path();
+    print_field("base model", !base ? "—" : base->empty() ? "\"\" (empty)" : *base);
+    print_field("peft version", c.peft_version().value_or("— (written before PEFT 0.18)"));
+    if (j.contains("target_modules")) print_field("targets", json_text(j["target_modules"]));
+    if (j.contains("bias")) print_field("bias", json_text(j["bias"]));
+    if (j.contains("use_dora")) print_field("dora", c.use_dora() ? "yes" : "no");
+    if (j.contains("use_rslora")) print_field("rslora", c.use_rslora() ? "yes" : "no");
+    if (j.contains("modules_to_save"))
+      print_field("modules_to_save", json_text(j["modules_to_save"]));
+    if (j.contains("trainable_token_indices") && !j["trainable_token_indices"].is_null()) {
+      print_field("trainable tokens", j["trainable_token_indices"].dump());
     }
+    for (const auto& warning : c.warnings()) print_field("note", warning);
+  } else {
+    print_field("config", s.config_error);
   }
-  if (!report.contains("weights")) {
-    fmt::print("weights:          missing\n");
-    return;
+  if (s.weights_file.empty()) {
+    print_field("weights", "missing (no adapter_model.safetensors or adapter_model.bin)");
+  } else {
+    std::string dtypes;
+    for (const auto& [name, count] : s.dtypes)
+      dtypes += fmt::format("{}{}×{}", dtypes.empty() ? "" : ", ", name, count);
+    print_field("weights", fmt::format("{} ({}, {} bytes)", s.weights_file.filename().string(),
+                                       s.weights_format, with_commas(s.bytes_on_disk)));
+    if (!s.weights_error.empty()) print_field("weights error", s.weights_error);
+    print_field("tensors", fmt::format("{} ({})", s.tensors.size(), dtypes.empty() ? "—" : dtypes));
+    print_field("parameters", with_commas(s.parameters));
   }
-  const auto& weights = report["weights"];
-  fmt::print("weights:          {} ({} bytes)\n", weights["file"].get<std::string>(),
-             weights["bytes_on_disk"].get<std::uint64_t>());
-  fmt::print("tensors:          {}\n", weights["num_tensors"].get<std::uint64_t>());
-  fmt::print("parameters:       {}\n", weights["parameters"].get<std::uint64_t>());
-  std::string dtypes;
-  for (const auto& [name, count] : weights["dtypes"].items()) {
-    dtypes += fmt::format("{}{}×{}", dtypes.empty() ? "" : ", ", count.get<std::uint64_t>(), name);
-  }
-  fmt::print("dtypes:           {}\n", dtypes);
+  if (!s.modules.empty()) print_modules(s);
+  if (!s.other_keys.empty())
+    fmt::print("  other tensors ({}): {}\n", s.other_keys.size(), fmt::join(s.other_keys, ", "));
   if (with_tensors) {
-    for (const auto& t : weights["tensors"]) {
-      fmt::print("  {:<70} {:<5} [{}]\n", t["name"].get<std::string>(),
-                 t["dtype"].get<std::string>(),
-                 fmt::join(t["shape"].get<std::vector<std::uint64_t>>(), ", "));
+    fmt::print("  tensors\n");
+    for (const auto& t : s.tensors) {
+      fmt::print("    {:<72} {:<5} [{}]\n", t.name, peft::dtype_name(t.dtype),
+                 fmt::join(t.shape, ", "));
     }
+  }
+}
+
+// A single weights file: its tensors only.
+void inspect_file(const fs::path& path, const InspectOptions& options) {
+  peft::AdapterSummary s;
+  s.name = path.filename().string();
+  s.folder = path.parent_path();
+  s.weights_file = path;
+  s.weights_format = "safetensors";
+  const auto file = peft::SafetensorsFile::open(path);
+  s.bytes_on_disk = file.file_size();
+  for (const auto& info : file.tensors()) {
+    s.tensors.push_back({info.name, info.dtype, info.shape});
+    s.dtypes[std::string(peft::dtype_name(info.dtype))]++;
+    s.parameters += peft::shape_numel(info.shape);
+  }
+  if (options.json) {
+    std::cout << peft::to_json(s, options.tensors).dump(2) << "\n";
+  } else {
+    print_summary(s, options.tensors);
   }
 }
 
 void run_inspect(const InspectOptions& options) {
   const fs::path path(options.path);
-  nlohmann::json report;
-  fs::path weights;
-  if (fs::is_directory(path)) {
-    const fs::path config = path / "adapter_config.json";
-    if (fs::exists(config)) {
-      std::ifstream in(config);
-      try {
-        report["config"] = nlohmann::json::parse(in);
-      } catch (const nlohmann::json::exception& e) {
-        throw peft::Error(peft::ErrorCode::InvalidJson, config.string(), e.what());
-      }
-    }
-    if (fs::exists(path / "adapter_model.safetensors"))
-      weights = path / "adapter_model.safetensors";
-  } else if (fs::exists(path)) {
-    weights = path;
-  } else {
-    throw peft::Error(peft::ErrorCode::NotFound, path.string(), "no such file or folder");
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) return inspect_file(path, options);
+  if (!fs::exists(path, ec)) {
+    throw peft::Error(peft::ErrorCode::NotFound, path.string(),
+                      "no such file or folder (Hub ids are resolved through the local cache, "
+                      "which does not hold it either)");
   }
-  if (!weights.empty()) report["weights"] = inspect_weights(weights);
-  if (!options.tensors && report.contains("weights")) report["weights"].erase("tensors");
+  const auto adapters = peft::inspect_adapters(path);
   if (options.json) {
-    std::cout << report.dump(2) << "\n";
-  } else {
-    print_human(report, options.tensors);
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& s : adapters) out.push_back(peft::to_json(s, options.tensors));
+    std::cout << nlohmann::json{{"adapters", out}}.dump(2) << "\n";
+    return;
+  }
+  for (std::size_t i = 0; i < adapters.size(); ++i) {
+    if (i) fmt::print("\n");
+    print_summary(adapters[i], options.tensors);
   }
 }
 
@@ -115,8 +167,12 @@ void register_inspect(CLI::App& app, GlobalOptions& /*global*/) {
   CLI::App* cmd = app.add_subcommand("inspect", "show what an adapter folder or weight file holds");
   cmd->add_option("path", options->path, "adapter folder or .safetensors file")->required();
   cmd->add_flag("--tensors", options->tensors, "list every tensor with dtype and shape");
-  cmd->add_flag("--json", options->json, "print a JSON document instead of text");
-  cmd->footer("Example:\n  peftcpp inspect examples/tf_llama_lora --tensors");
+  cmd->add_flag("--json", options->json, "print a JSON document instead of text (see docs/cli.md)");
+  cmd->footer(
+      "Reads headers only: instant even on multi-GB files.\n\nExamples:\n"
+      "  peftcpp inspect examples/tf_llama_lora\n"
+      "  peftcpp inspect examples/tf_llama_lora --tensors\n"
+      "  peftcpp inspect adapter_model.safetensors --json");
   cmd->callback([options] { run_inspect(*options); });
 }
 

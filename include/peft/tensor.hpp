@@ -44,6 +44,9 @@ class Tensor {
   static Tensor from_floats(DType dtype, Shape shape, std::span<const float> values);
   static Tensor from_doubles(DType dtype, Shape shape, std::span<const double> values);
   static Tensor from_ints(DType dtype, Shape shape, std::span<const std::int64_t> values);
+  // A tensor with a dtype and a shape but no storage, like PyTorch's meta tensors (an
+  // adapter created with low_cpu_mem_usage). Its bytes() are empty; writers refuse it.
+  static Tensor meta(DType dtype, Shape shape);
 
   DType dtype() const noexcept { return dtype_; }
   const Shape& shape() const noexcept { return shape_; }
@@ -55,6 +58,7 @@ class Tensor {
   // Throws InvalidArgument for views of files.
   std::span<std::byte> mutable_bytes();
   bool is_heap() const noexcept { return writable_; }
+  bool is_meta() const noexcept { return meta_; }
 
   // The values converted to double / float / int64 (copies; works for every
   // convertible dtype and for unaligned storage).
@@ -87,6 +91,7 @@ class Tensor {
   std::span<const std::byte> bytes_;
   std::shared_ptr<const void> owner_;
   bool writable_;
+  bool meta_ = false;
 };
 
 }  // namespace peft

@@ -130,6 +130,9 @@ void convert_bytes(DType from, const std::byte* src, DType to, std::byte* dst,
 
 template <class T>
 std::vector<T> values_as(const Tensor& tensor, DType wide) {
+  if (tensor.is_meta()) {
+    throw Error(ErrorCode::InvalidArgument, "", "a meta tensor has no values to read");
+  }
   std::vector<T> out(tensor.numel());
   convert_bytes(tensor.dtype(), tensor.bytes().data(), wide,
                 reinterpret_cast<std::byte*>(out.data()), tensor.numel());
@@ -243,6 +246,13 @@ Tensor Tensor::from_ints(DType dtype, Shape shape, std::span<const std::int64_t>
   return from_values(dtype, std::move(shape), values, DType::I64);
 }
 
+Tensor Tensor::meta(DType dtype, Shape shape) {
+  const std::uint64_t numel = shape_numel(shape);
+  Tensor out(dtype, std::move(shape), numel, {}, nullptr, false);
+  out.meta_ = true;
+  return out;
+}
+
 std::span<std::byte> Tensor::mutable_bytes() {
   if (!writable_) {
     throw Error(ErrorCode::InvalidArgument, "",
@@ -264,6 +274,7 @@ std::vector<std::int64_t> Tensor::to_ints() const {
 
 Tensor Tensor::to(DType target) const {
   if (target == dtype_) return *this;
+  if (meta_) return meta(target, shape_);
   Tensor out = heap(target, shape_);
   convert_bytes(dtype_, bytes_.data(), target, out.mutable_bytes().data(), numel_);
   return out;

@@ -136,6 +136,11 @@ Layout layout(const StateDict& tensors, const std::optional<Metadata>& metadata,
   std::uint64_t offset = 0;
   for (const auto* entry : out.order) {
     const Tensor& tensor = entry->second;
+    if (tensor.is_meta()) {
+      throw Error(ErrorCode::InvalidArgument, target,
+                  fmt::format("tensor '{}' has no data (a meta tensor) and cannot be written",
+                              entry->first));
+    }
     if (!first) header += ',';
     first = false;
     formats::append_json_string(header, entry->first);

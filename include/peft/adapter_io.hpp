@@ -1,0 +1,91 @@
+// peft/adapter_io.hpp — adapter folders end to end, named as in Python PEFT:
+// load_peft_weights, save_pretrained, from_pretrained (spec §1.1, §1.6, §3.6, §4).
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "peft/config.hpp"
+#include "peft/peft_model.hpp"
+#include "peft/peft_state_dict.hpp"
+#include "peft/state_dict.hpp"
+
+namespace peft {
+
+// Where an adapter is looked for: a local folder, else the Hugging Face cache.
+struct AdapterLocation {
+  std::string subfolder;                           // "" = none
+  std::string revision = "main";                   // branch, tag or commit (cache lookups)
+  std::optional<std::filesystem::path> cache_dir;  // default: HubCache::default_root()
+};
+
+struct LoadWeightsOptions {
+  AdapterLocation location;
+  // Python's key_mapping: (regex, replacement) pairs tried in order on each key with
+  // its "base_model.model." / "base_model." prefix stripped; the first pattern that
+  // matches replaces all its matches (Python re.subn, \1 and \g<name> references).
+  std::vector<std::pair<std::string, std::string>> key_mapping;
+  bool use_mmap = true;
+};
+
+// The file `filename` of the adapter `id_or_path`: id_or_path[/subfolder]/filename when it
+// exists locally, else the cached file of Hub repository `id_or_path`. Throws NotFound
+// listing every place that was tried.
+std::filesystem::path resolve_adapter_file(const std::string& id_or_path,
+                                           const std::string& filename,
+                                           const AdapterLocation& location = {});
+
+// The adapter's weights, saved keys (adapter_model.safetensors preferred over
+// adapter_model.bin), zero-copy where the file allows.
+StateDict load_peft_weights(const std::string& id_or_path, const LoadWeightsOptions& options = {});
+
+// Applies a key_mapping as load_peft_weights does.
+StateDict apply_key_mapping(StateDict weights,
+                            const std::vector<std::pair<std::string, std::string>>& key_mapping);
+
+// adapter_config.json of the adapter `id_or_path`.
+PeftConfig load_adapter_config(const std::string& id_or_path, const AdapterLocation& location = {});
+
+struct SavePretrainedOptions {
+  std::vector<std::string> selected_adapters;  // empty: every adapter, in creation order
+  bool select_none = false;                    // save no adapter (only the model card)
+  SaveEmbeddingLayers save_embedding_layers = SaveEmbeddingLayers::Auto;
+  bool safe_serialization = true;  // false: adapter_model.bin
+  bool write_model_card = true;
+  // For the model card and, when a config has none, base_model_name_or_path.
+  std::optional<std::string> base_model_name_or_path;
+  std::string base_model_class;        // auto_mapping when task_type is null
+  std::string base_model_library;      // auto_mapping's parent_library
+  bool is_transformers_model = false;  // model card tag
+  std::string task_type_pipeline;      // "text-generation" for causal LMs, else ""
+  std::vector<std::string>* warnings = nullptr;
+};
+
+// Writes every selected adapter as PEFT does: "default" into `folder`, adapter X into
+// folder/X, each an adapter_config.json plus adapter_model.safetensors (or .bin), and a
+// README.md model card at the top. Every file is replaced atomically.
+void save_pretrained(PeftModel& model, const std::filesystem::path& folder,
+                     const SavePretrainedOptions& options = {});
+
+struct FromPretrainedOptions {
+  AdapterLocation location;
+  std::string adapter_name = "default";
+  bool is_trainable = false;
+  bool ignore_mismatched_sizes = false;
+  bool low_cpu_mem_usage = false;
+  std::vector<std::pair<std::string, std::string>> key_mapping;
+  std::vector<std::string>* warnings = nullptr;
+};
+
+// Loads the adapter `id_or_path` into `model` under options.adapter_name: reads its
+// config (registering the adapter if the model does not have it yet; the model must
+// already hold the adapter's tensors, as PEFT's injection would create them), then
+// load_peft_weights + set_peft_model_state_dict. Returns the load result with the
+// missing keys PEFT reports.
+LoadResult from_pretrained(PeftModel& model, const std::string& id_or_path,
+                           const FromPretrainedOptions& options = {});
+
+}  // namespace peft

@@ -1,0 +1,57 @@
+// peft/hub_cache.hpp — the Hugging Face Hub cache, shared with Python's huggingface_hub.
+//
+// Layout (formats.md §4):
+//   <cache>/models--<org>--<name>/refs/<revision>          the commit hash of a branch or tag
+//   <cache>/models--<org>--<name>/snapshots/<commit>/<path> relative symlinks into blobs/ (or
+//   copies) <cache>/models--<org>--<name>/blobs/<etag>             file contents
+//   <cache>/models--<org>--<name>/.no_exist/<commit>/<path> "known not to exist" markers
+// The cache folder is $HF_HUB_CACHE, else $HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, else
+// $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub ("~" and "$VAR" expanded).
+// Reading only: peftcpp has no downloader yet, so every lookup is an offline lookup.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace peft {
+
+class HubCache {
+ public:
+  // The cache of the environment (see above).
+  HubCache();
+  explicit HubCache(std::filesystem::path root);
+
+  const std::filesystem::path& root() const noexcept { return root_; }
+
+  // "models--org--name" under the root; repo_type is "model", "dataset" or "space".
+  std::filesystem::path repo_folder(std::string_view repo_id,
+                                    std::string_view repo_type = "model") const;
+  // The commit a revision names: itself when it is 40 lower-case hex digits, else the
+  // content of refs/<revision>. nullopt when the cache does not know the revision.
+  std::optional<std::string> commit(std::string_view repo_id, std::string_view revision = "main",
+                                    std::string_view repo_type = "model") const;
+  // The cached file (following the snapshot's symlink), or nullopt. `path` may contain a
+  // sub folder ("sub/adapter_model.safetensors"); ".." components are refused.
+  std::optional<std::filesystem::path> find(std::string_view repo_id, std::string_view path,
+                                            std::string_view revision = "main",
+                                            std::string_view repo_type = "model") const;
+  // True when a .no_exist marker says the file does not exist at that revision.
+  bool known_missing(std::string_view repo_id, std::string_view path,
+                     std::string_view revision = "main",
+                     std::string_view repo_type = "model") const;
+
+  // $HF_HUB_OFFLINE, else $TRANSFORMERS_OFFLINE (the first non-empty one): 1/ON/YES/TRUE.
+  static bool offline_from_environment();
+  // The cache folder the environment designates.
+  static std::filesystem::path default_root();
+
+ private:
+  std::filesystem::path root_;
+};
+
+// Expands a leading "~" and "$VAR" / "${VAR}" as Python's expanduser + expandvars do.
+std::string expand_path(std::string_view text);
+
+}  // namespace peft

@@ -1,0 +1,64 @@
+// peft/inspect.hpp — what an adapter folder holds, from headers only.
+//
+// The facts `peftcpp inspect` shows: the config, the weights file and its tensors, and
+// per targeted module the rank, alpha and effective scaling (rsLoRA, rank_pattern and
+// alpha_pattern applied). A folder may hold several adapters: the root one ("default")
+// and one per sub folder with an adapter_config.json.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "peft/config.hpp"
+#include "peft/tensor.hpp"
+
+namespace peft {
+
+struct TensorSummary {
+  std::string name;
+  DType dtype;
+  Shape shape;
+};
+
+struct ModuleSummary {
+  std::string module;                // path in the base model ("model.layers.0.self_attn.q_proj")
+  std::optional<std::int64_t> rank;  // from the weights (LoRA-like methods)
+  std::optional<double> alpha;       // from the config (alpha_pattern applied)
+  std::optional<double> scaling;     // alpha / r, or alpha / sqrt(r) with rsLoRA
+  std::size_t tensors = 0;
+};
+
+struct AdapterSummary {
+  std::string name;  // "default" for the root folder, else the sub folder's name
+  std::filesystem::path folder;
+  std::optional<PeftConfig> config;
+  std::string config_error;            // why the config could not be read, when it could not
+  std::filesystem::path weights_file;  // empty when the folder has no weights
+  std::string weights_format;          // "safetensors", "bin" or "" (missing)
+  std::string weights_error;           // why the weights could not be read
+  std::uint64_t bytes_on_disk = 0;
+  std::uint64_t parameters = 0;
+  std::map<std::string, std::size_t> dtypes;  // dtype name -> tensor count
+  std::vector<TensorSummary> tensors;         // in file order
+  std::vector<ModuleSummary> modules;         // targeted modules found in the weights
+  std::vector<std::string> other_keys;        // saved keys that belong to no tuner layer
+};
+
+// The adapters of a folder: the root one (if it has a config or weights) and every
+// direct sub folder holding an adapter_config.json. Never throws for a broken file:
+// the problem is recorded in config_error / weights_error.
+std::vector<AdapterSummary> inspect_adapters(const std::filesystem::path& folder);
+
+// The documented JSON form of a summary (see docs/cli.md).
+nlohmann::json to_json(const AdapterSummary& summary, bool with_tensors);
+
+// "model.layers.*.self_attn.q_proj" for every module path, numeric components replaced.
+std::string layer_pattern(std::string_view module);
+
+}  // namespace peft

@@ -1,0 +1,244 @@
+#include "peft/adapter_io.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "formats/atomic_file.hpp"
+#include "peft/error.hpp"
+#include "peft/hub_cache.hpp"
+#include "peft/methods/method_rules.hpp"
+#include "peft/model_card.hpp"
+#include "peft/python_regex_sub.hpp"
+#include "peft/safetensors.hpp"
+#include "peft/torch_file.hpp"
+
+namespace peft {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kSafetensors = "adapter_model.safetensors";
+constexpr const char* kBin = "adapter_model.bin";
+constexpr const char* kConfig = "adapter_config.json";
+
+fs::path local_folder(const std::string& id_or_path, const AdapterLocation& location) {
+  return location.subfolder.empty() ? fs::path(id_or_path)
+                                    : fs::path(id_or_path) / location.subfolder;
+}
+
+// The first of `filenames` found locally, else in the cache; `tried` records the places.
+std::optional<fs::path> find_first(const std::string& id_or_path,
+                                   const std::vector<std::string>& filenames,
+                                   const AdapterLocation& location,
+                                   std::vector<std::string>& tried) {
+  std::error_code ec;
+  for (const auto& name : filenames) {
+    const fs::path local = local_folder(id_or_path, location) / name;
+    if (fs::exists(local, ec)) return local;
+    tried.push_back(local.string());
+  }
+  const HubCache cache(location.cache_dir ? *location.cache_dir : HubCache::default_root());
+  for (const auto& name : filenames) {
+    const std::string repo_path =
+        location.subfolder.empty() ? name : location.subfolder + "/" + name;
+    try {
+      if (auto cached = cache.find(id_or_path, repo_path, location.revision)) return cached;
+      tried.push_back(fmt::format(
+          "{} (revision {})", (cache.repo_folder(id_or_path) / "snapshots" / repo_path).string(),
+          location.revision));
+    } catch (const Error&) {
+      break;  // not a repository id: the local places were the only ones
+    }
+  }
+  return std::nullopt;
+}
+
+[[noreturn]] void not_found(const std::string& id_or_path, const std::string& what,
+                            const std::vector<std::string>& tried) {
+  throw Error(ErrorCode::NotFound, id_or_path,
+              fmt::format("can't find {}; looked in: {}", what, fmt::join(tried, "; ")));
+}
+
+std::string python_list(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", '" : "'") + items[i] + "'";
+  return out + "]";
+}
+
+}  // namespace
+
+fs::path resolve_adapter_file(const std::string& id_or_path, const std::string& filename,
+                              const AdapterLocation& location) {
+  std::vector<std::string> tried;
+  if (auto found = find_first(id_or_path, {filename}, location, tried)) return *found;
+  not_found(id_or_path, filename, tried);
+}
+
+StateDict apply_key_mapping(StateDict weights,
+                            const std::vector<std::pair<std::string, std::string>>& key_mapping) {
+  if (key_mapping.empty()) return weights;
+  StateDict out;
+  for (auto& [key, tensor] : weights) {
+    std::string_view prefix;
+    for (const std::string_view candidate : {"base_model.model.", "base_model."}) {
+      if (key.starts_with(candidate)) {
+        prefix = candidate;
+        break;
+      }
+    }
+    if (prefix.empty()) {
+      throw Error(ErrorCode::InvalidArgument, key,
+                  "key_mapping needs keys starting with 'base_model.model.' or 'base_model.'");
+    }
+    std::string rest = key.substr(prefix.size());
+    for (const auto& [pattern, replacement] : key_mapping) {
+      auto [mapped, count] = detail::python_regex_sub(pattern, replacement, rest);
+      if (count > 0) {
+        rest = std::move(mapped);
+        break;  // the first matching pattern only
+      }
+    }
+    out.set(std::string(prefix) + rest, tensor);
+  }
+  return out;
+}
+
+StateDict load_peft_weights(const std::string& id_or_path, const LoadWeightsOptions& options) {
+  std::vector<std::string> tried;
+  const auto file = find_first(id_or_path, {kSafetensors, kBin}, options.location, tried);
+  if (!file)
+    not_found(id_or_path, "adapter weights (adapter_model.safetensors or adapter_model.bin)",
+              tried);
+  StateDict weights;
+  if (file->filename() == kSafetensors) {
+    SafetensorsReadOptions read;
+    read.use_mmap = options.use_mmap;
+    weights = SafetensorsFile::open(*file, read).state_dict();
+  } else {
+    TorchReadOptions read;
+    read.use_mmap = options.use_mmap;
+    weights = load_torch_file(*file, read);
+  }
+  return apply_key_mapping(std::move(weights), options.key_mapping);
+}
+
+PeftConfig load_adapter_config(const std::string& id_or_path, const AdapterLocation& location) {
+  return PeftConfig::load(resolve_adapter_file(id_or_path, kConfig, location));
+}
+
+void save_pretrained(PeftModel& model, const fs::path& folder,
+                     const SavePretrainedOptions& options) {
+  std::error_code ec;
+  if (fs::exists(folder, ec) && !fs::is_directory(folder, ec)) {
+    throw Error(ErrorCode::InvalidArgument, folder.string(), "should be a folder, not a file");
+  }
+  std::vector<std::string> selected = options.selected_adapters;
+  if (selected.empty() && !options.select_none) {
+    for (const auto& [name, config] : model.adapters) selected.push_back(name);
+  }
+  for (const auto& name : selected) {
+    if (!model.has_adapter(name)) {
+      std::vector<std::string> known;
+      for (const auto& [n, c] : model.adapters) known.push_back(n);
+      throw Error(ErrorCode::NotFound, folder.string(),
+                  fmt::format("requested adapters {} are not all among the model's adapters {}",
+                              python_list(selected), python_list(known)));
+    }
+  }
+  fs::create_directories(folder);
+  if (options.write_model_card) {
+    ModelCardFacts card;
+    card.base_model = options.base_model_name_or_path;
+    card.is_transformers_model = options.is_transformers_model;
+    card.pipeline_tag = options.task_type_pipeline;
+    card.lora =
+        !model.adapters.empty() && model.adapters.front().second.peft_type() == PeftType::LORA;
+    write_model_card(folder / "README.md", card);
+  }
+  for (const auto& name : selected) {
+    const fs::path out = name == "default" ? folder : folder / name;
+    fs::create_directories(out);
+    GetStateDictOptions get;
+    get.adapter_name = name;
+    get.save_embedding_layers = options.save_embedding_layers;
+    get.warnings = options.warnings;
+    const StateDict weights = get_peft_model_state_dict(model, get);
+    if (options.safe_serialization) {
+      SafetensorsWriteOptions write;
+      write.copy_shared = true;  // tied tensors become independent copies, as PEFT de-aliases
+      save_safetensors(weights, out / kSafetensors, Metadata{{"format", "pt"}}, write);
+    } else {
+      save_torch_file(weights, out / kBin);
+    }
+    PeftConfig& live = model.config(name);
+    if (!live.base_model_name_or_path() && options.base_model_name_or_path) {
+      live.mutable_json()["base_model_name_or_path"] = *options.base_model_name_or_path;
+    }
+    PeftConfig written = live;
+    written.mutable_json()["inference_mode"] = true;
+    const auto task = written.json().find("task_type");
+    if ((task == written.json().end() || task->is_null()) && !options.base_model_class.empty()) {
+      written.mutable_json()["auto_mapping"] = {{"base_model_class", options.base_model_class},
+                                                {"parent_library", options.base_model_library}};
+    }
+    written.save(out / kConfig);
+  }
+}
+
+LoadResult from_pretrained(PeftModel& model, const std::string& id_or_path,
+                           const FromPretrainedOptions& options) {
+  PeftConfig config = load_adapter_config(id_or_path, options.location);
+  if (config.is_prompt_learning() && options.is_trainable) {
+    throw Error(ErrorCode::InvalidArgument, config.source(),
+                "a prompt learning adapter cannot be loaded as trainable");
+  }
+  config.mutable_json()["inference_mode"] = !options.is_trainable;
+  for (const auto& [name, other] : model.adapters) {
+    if (name != options.adapter_name && other.peft_type() != config.peft_type()) {
+      throw Error(ErrorCode::InvalidArgument, config.source(),
+                  fmt::format("Cannot combine adapters with different peft types. Found {} and {}.",
+                              to_string(other.peft_type()), to_string(config.peft_type())));
+    }
+  }
+  if (model.has_adapter(options.adapter_name)) {
+    model.config(options.adapter_name) = config;
+  } else {
+    model.adapters.emplace_back(options.adapter_name, config);
+  }
+  LoadWeightsOptions load;
+  load.location = options.location;
+  load.key_mapping = options.key_mapping;
+  SetStateDictOptions set;
+  set.adapter_name = options.adapter_name;
+  set.ignore_mismatched_sizes = options.ignore_mismatched_sizes;
+  set.low_cpu_mem_usage = options.low_cpu_mem_usage;
+  set.warnings = options.warnings;
+  LoadResult result = set_peft_model_state_dict(model, load_peft_weights(id_or_path, load), set);
+
+  // What from_pretrained warns about: adapter keys left missing, except the per-layer
+  // aliases of shared tensors and prompt encoders.
+  std::vector<std::string> reported;
+  for (const auto& key : result.adapter_missing_keys) {
+    if (key.find("vblora_vector_bank") == std::string::npos &&
+        key.find("prompt_encoder") == std::string::npos) {
+      reported.push_back(key);
+    }
+  }
+  if (!reported.empty() && options.warnings != nullptr) {
+    const std::string_view prefix = methods::rules_for(config.peft_type()).prefix;
+    std::string message;
+    if (prefix.find(options.adapter_name) != std::string_view::npos) {
+      message = fmt::format(
+          "Adapter name '{}' should not be contained in the prefix '{}'. This could "
+          "be the potential reason for missing adapter keys. ",
+          options.adapter_name, prefix);
+    }
+    options.warnings->push_back(
+        message +
+        "Found missing adapter keys while loading the checkpoint: " + python_list(reported) + ".");
+  }
+  return result;
+}
+
+}  // namespace peft
