@@ -19,18 +19,20 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", global.verbose, "print more detail");
 
   peftcpp::cli::register_inspect(app, global);
+  peftcpp::cli::register_validate(app, global);
+  peftcpp::cli::register_convert(app, global);
+  peftcpp::cli::register_diff(app, global);
+  peftcpp::cli::register_extract(app, global);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;  // usage errors are exit code 2
-  } catch (const peft::Error& e) {
-    std::fprintf(stderr, "peftcpp: error: %s\n", e.what());
-    return 1;
   } catch (const std::exception& e) {
+    // One line: file, rule and what was expected are in the message.
     std::fprintf(stderr, "peftcpp: error: %s\n", e.what());
-    return 1;
+    return global.error_exit_code;
   }
   return global.exit_code;
 }

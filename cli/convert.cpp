@@ -1,0 +1,39 @@
+// peftcpp convert: .bin <-> .safetensors, folder -> folder, optional dtype cast.
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "peft/convert.hpp"
+#include "peft/error.hpp"
+
+namespace peftcpp::cli {
+
+void register_convert(CLI::App& app, GlobalOptions& global) {
+  struct Options {
+    std::string in, out, dtype;
+    bool force = false;
+  };
+  auto options = std::make_shared<Options>();
+  CLI::App* cmd =
+      app.add_subcommand("convert", "convert weights between .bin and .safetensors, or cast them");
+  cmd->add_option("in", options->in, "weights file or adapter folder")->required();
+  cmd->add_option("out", options->out, "output file (format from its extension) or folder")
+      ->required();
+  cmd->add_option("--dtype", options->dtype, "cast floating tensors")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  cmd->add_flag("--force", options->force, "replace an existing output");
+  cmd->footer(
+      "Outputs are written atomically (a temporary file renamed into place).\n\nExamples:\n"
+      "  peftcpp convert adapter_model.bin adapter_model.safetensors\n"
+      "  peftcpp convert old-adapter new-adapter --dtype bf16");
+  cmd->callback([options, &global] {
+    peft::ConvertOptions convert;
+    convert.overwrite = options->force;
+    if (options->dtype == "f32") convert.dtype = peft::DType::F32;
+    if (options->dtype == "f16") convert.dtype = peft::DType::F16;
+    if (options->dtype == "bf16") convert.dtype = peft::DType::BF16;
+    peft::convert_adapter(options->in, options->out, convert);
+    if (!global.quiet) fmt::print("wrote {}\n", options->out);
+  });
+}
+
+}  // namespace peftcpp::cli

@@ -1,0 +1,48 @@
+// peftcpp validate: problems users actually hit, each with what to do.
+#include <fmt/format.h>
+
+#include <iostream>
+
+#include "commands.hpp"
+#include "peft/validate.hpp"
+
+namespace peftcpp::cli {
+
+void register_validate(CLI::App& app, GlobalOptions& global) {
+  struct Options {
+    std::string path;
+    bool json = false;
+  };
+  auto options = std::make_shared<Options>();
+  CLI::App* cmd =
+      app.add_subcommand("validate", "check an adapter folder for the problems users hit");
+  cmd->add_option("path", options->path, "adapter folder")->required();
+  cmd->add_flag("--json", options->json, "print the problems as JSON");
+  cmd->footer(
+      "Exit code: 0 clean, 1 problems found, 2 usage error or unreadable input.\n\nExamples:\n"
+      "  peftcpp validate my-adapter\n  peftcpp validate my-adapter --json");
+  cmd->callback([options, &global] {
+    global.error_exit_code = 2;
+    const auto problems = peft::validate_adapter_folder(options->path);
+    if (options->json) {
+      nlohmann::json list = nlohmann::json::array();
+      for (const auto& p : problems) list.push_back(peft::to_json(p));
+      std::cout << nlohmann::json{{"path", options->path},
+                                  {"clean", problems.empty()},
+                                  {"problems", list}}
+                       .dump(2)
+                << "\n";
+    } else if (problems.empty()) {
+      if (!global.quiet) fmt::print("{}: no problems found\n", options->path);
+    } else {
+      for (const auto& p : problems) {
+        fmt::print("{} [{}] {}\n    → {}\n", p.where, p.code, p.message, p.hint);
+      }
+      if (!global.quiet)
+        fmt::print("{} problem{} found\n", problems.size(), problems.size() == 1 ? "" : "s");
+    }
+    global.exit_code = problems.empty() ? 0 : 1;
+  });
+}
+
+}  // namespace peftcpp::cli
