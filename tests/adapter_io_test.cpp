@@ -105,10 +105,29 @@ class AdapterFolders : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(AdapterFolders, SavePretrainedWritesWhatPeftWrote) {
   const PeftRefCase c(testing::peft_ref_root() / GetParam());
-  if (converts_on_save(c)) GTEST_SKIP() << "PiSSA/OLoRA conversion on save is not implemented yet";
   PeftModel model = c.trained_model();
   testing::TempDir out;
-  save_pretrained(model, out.path(), save_options(c));
+  SavePretrainedOptions options = save_options(c);
+  testing::TempDir initial_copy;  // the conversion rewrites the initial adapter's config
+  if (converts_on_save(c)) {
+    std::string initial =
+        c.json()["save_pretrained"]["kwargs"]["path_initial_model_for_weight_conversion"];
+    initial.replace(initial.find("<case_dir>"), 10, c.dir().string());
+    fs::copy(initial, initial_copy.path(), fs::copy_options::recursive);
+    options.path_initial_model_for_weight_conversion = initial_copy.path();
+    expect_same_config(initial_copy / "adapter_config.json",
+                       fs::path(initial) / "adapter_config.json");
+  }
+  std::vector<std::string> warnings;
+  options.warnings = &warnings;
+  save_pretrained(model, out.path(), options);
+  // Python's default warning filter shows a repeated warning once.
+  std::vector<std::string> python;
+  for (const auto& w : warnings) {
+    const std::string shown = "UserWarning: " + w;
+    if (std::find(python.begin(), python.end(), shown) == python.end()) python.push_back(shown);
+  }
+  EXPECT_EQ(python, PeftRefCase::strings(c.json()["save_pretrained"]["warnings"]));
   auto expected =
       PeftRefCase::strings(c.json()["save_pretrained"]["files_written"]["safe_serialization=True"]);
   std::sort(expected.begin(), expected.end());

@@ -61,6 +61,9 @@ struct SavePretrainedOptions {
   std::string base_model_library;      // auto_mapping's parent_library
   bool is_transformers_model = false;  // model card tag
   std::string task_type_pipeline;      // "text-generation" for causal LMs, else ""
+  // PiSSA / CorDA / OLoRA: the folder where the untrained adapter was saved; the written
+  // adapter becomes a plain LoRA (rank doubled) for the original base weights.
+  std::optional<std::filesystem::path> path_initial_model_for_weight_conversion;
   std::vector<std::string>* warnings = nullptr;
 };
 

@@ -12,6 +12,7 @@
 #include "peft/python_regex_sub.hpp"
 #include "peft/safetensors.hpp"
 #include "peft/torch_file.hpp"
+#include "peft/weight_conversion.hpp"
 
 namespace peft {
 namespace fs = std::filesystem;
@@ -163,7 +164,15 @@ void save_pretrained(PeftModel& model, const fs::path& folder,
     get.adapter_name = name;
     get.save_embedding_layers = options.save_embedding_layers;
     get.warnings = options.warnings;
-    const StateDict weights = get_peft_model_state_dict(model, get);
+    StateDict weights = get_peft_model_state_dict(model, get);
+    std::optional<PeftConfig> converted_config;
+    if (options.path_initial_model_for_weight_conversion) {
+      auto converted = detail::convert_to_plain_lora(
+          weights, model.config(name), *options.path_initial_model_for_weight_conversion,
+          options.warnings);
+      weights = std::move(converted.weights);
+      converted_config = std::move(converted.config);
+    }
     if (options.safe_serialization) {
       SafetensorsWriteOptions write;
       write.copy_shared = true;  // tied tensors become independent copies, as PEFT de-aliases
@@ -175,7 +184,10 @@ void save_pretrained(PeftModel& model, const fs::path& folder,
     if (!live.base_model_name_or_path() && options.base_model_name_or_path) {
       live.mutable_json()["base_model_name_or_path"] = *options.base_model_name_or_path;
     }
-    PeftConfig written = live;
+    PeftConfig written = converted_config ? *converted_config : live;
+    if (converted_config && !written.base_model_name_or_path() && live.base_model_name_or_path()) {
+      written.mutable_json()["base_model_name_or_path"] = *live.base_model_name_or_path();
+    }
     written.mutable_json()["inference_mode"] = true;
     const auto task = written.json().find("task_type");
     if ((task == written.json().end() || task->is_null()) && !options.base_model_class.empty()) {
