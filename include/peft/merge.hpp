@@ -1,0 +1,109 @@
+// peft/merge.hpp — merging adapters into base weights (PEFT's merge_and_unload) and taking
+// them out again (unmerge_adapter + unload), for every method PEFT v0.18.0 can merge.
+//
+// An adapter is its config plus its saved tensors (adapter_model.safetensors as PEFT wrote
+// it: keys "base_model.model.<module>.<param>", no adapter name). Merging follows PEFT:
+//
+//   * Tensors the adapter stores under base names are *replacements*, applied first:
+//     "<module>.base_layer.<p>" (bias="all", save_embedding_layers) and plain base keys
+//     (bias="all" on modules without an adapter) are loaded into the base by every loaded
+//     adapter; modules_to_save copies come from the active (first) adapter only.
+//   * Then every selected adapter, in `adapter_names` order, changes the tensors of its
+//     modules by its method's rule (a delta, a rotation, a rescaling or written rows).
+//   * Everything is computed in float64 and rounded to the base tensor's dtype after each
+//     adapter, as PEFT's in-place updates do; with `safe_merge` (or an adapter kept in half
+//     precision) the delta is rounded to the base dtype before it is added.
+//
+// The merge is planned once per set of adapters (PreparedMerge: which base keys each
+// adapter touches and how) and then applied tensor by tensor, so that a sharded checkpoint
+// can be streamed with bounded memory.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "peft/config.hpp"
+#include "peft/state_dict.hpp"
+
+namespace peft {
+
+// One loaded adapter.
+struct MergeAdapter {
+  std::string name;  // "default", "other", ...: what MergeOptions::adapter_names selects
+  PeftConfig config;
+  StateDict weights;  // adapter_model.safetensors as saved (no adapter names in keys)
+  // Values PEFT derives at load time from torch's random generator and does not save:
+  // FourierFT "<module>.fourierft_indices" and WaveFT "<module>.waveft_indices" (int64
+  // [2, n]: rows, columns). peftcpp does not re-implement torch.randperm, so these
+  // methods need them (reference_extras.safetensors in the fixtures).
+  StateDict extras;
+};
+
+struct MergeOptions {
+  // The adapters to merge, in order; empty merges the active adapter (the first loaded).
+  std::vector<std::string> adapter_names;
+  // PEFT's safe_merge: the delta is rounded to the base dtype before it is added.
+  bool safe_merge = false;
+  // Whether the adapter was loaded with autocast_adapter_dtype=True (PEFT's default):
+  // half-precision factors are then upcast to float32. false keeps them in half precision,
+  // so the delta is rounded to the factors' dtype before it is added.
+  bool autocast_adapter_dtype = true;
+  // Pairs {key, shares_storage_with}, e.g. {"lm_head.weight", "model.embed_tokens.weight"}
+  // for tie_word_embeddings: an adapter on either name changes both tensors.
+  std::vector<std::pair<std::string, std::string>> tied_keys;
+  // Receives notes about what the merge did differently from the letter of the config.
+  std::vector<std::string>* warnings = nullptr;
+};
+
+namespace merge {
+struct Plan;
+}
+
+// The adapters indexed by the base tensors they change. Cheap to copy (shared, immutable).
+class PreparedMerge {
+ public:
+  // Throws NotFound for an unknown adapter name, Unsupported for methods PEFT cannot merge
+  // (prompt learning, Poly, X-LoRA, layer_replication, grouped LoRA convolutions...),
+  // MissingKey/ShapeMismatch for adapter tensors that do not fit together.
+  PreparedMerge(std::vector<MergeAdapter> adapters, MergeOptions options);
+
+  // Base keys the merge changes (replacements included), in first-seen order.
+  const std::vector<std::string>& touched_keys() const;
+  bool touches(std::string_view base_key) const;
+
+  // The merged value of one base tensor (the tensor itself when untouched). Throws
+  // ShapeMismatch when the adapter does not fit the tensor, UnsupportedDType for integer
+  // tensors the adapter would change.
+  Tensor merge_tensor(std::string_view base_key, const Tensor& base) const;
+  // The base value of one merged tensor. Throws Unsupported, saying why, where the merged
+  // weights and the adapter do not determine it (replacements, DoRA, OSF...).
+  Tensor unmerge_tensor(std::string_view base_key, const Tensor& merged) const;
+  // Touched keys absent from `seen_keys`: an adapter module without its base tensor.
+  std::vector<std::string> missing_keys(std::span<const std::string> seen_keys) const;
+
+ private:
+  std::shared_ptr<const merge::Plan> plan_;
+};
+
+// merge_and_unload() on a whole state dict: same keys, order, shapes and dtypes as `base`.
+// Throws MissingKey when an adapter module has no tensor in `base`.
+StateDict merge_adapters(const StateDict& base, std::vector<MergeAdapter> adapters,
+                         const MergeOptions& options = {});
+// The inverse: the base weights from the merged ones, or Unsupported saying why not.
+StateDict unmerge_adapters(const StateDict& merged, std::vector<MergeAdapter> adapters,
+                           const MergeOptions& options = {});
+
+// PEFT's add_weighted_adapter for LoRA adapters (combination types "cat", "linear",
+// "svd"): a new LoRA adapter named `name` whose delta combines the sources'. The sources
+// must be LoRA adapters without DoRA; "linear" needs equal ranks. `svd` keeps the
+// largest source rank (or `svd_rank` when > 0).
+MergeAdapter add_weighted_adapter(std::span<const MergeAdapter> sources,
+                                  std::span<const double> weights,
+                                  std::string_view combination_type, std::string name,
+                                  int svd_rank = 0);
+
+}  // namespace peft

@@ -1,0 +1,56 @@
+// Small dense float64 linear algebra for the merge rules. Every rule computes in float64
+// and rounds once to the base dtype, which stays within the fixtures' tolerance of PEFT's
+// float32 arithmetic (their tolerance is measured against a float64 reference). Products
+// go through BLAS (cblas_dgemm); inverses are a pivoted Gauss-Jordan, so nothing here
+// needs LAPACK.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+#include <vector>
+
+#include "peft/tensor.hpp"
+
+namespace peft::merge {
+
+// A row-major float64 matrix.
+struct Mat {
+  std::size_t rows = 0;
+  std::size_t cols = 0;
+  std::vector<double> v;
+
+  Mat() = default;
+  Mat(std::size_t r, std::size_t c) : rows(r), cols(c), v(r * c, 0.0) {}
+  double& operator()(std::size_t r, std::size_t c) { return v[r * cols + c]; }
+  double operator()(std::size_t r, std::size_t c) const { return v[r * cols + c]; }
+};
+
+Mat identity(std::size_t n);
+// A tensor's values as a [rows, numel/rows] matrix (rows = first dimension).
+Mat as_matrix(const Tensor& tensor);
+// The values of `tensor` as a matrix of the given size; throws ShapeMismatch naming `what`
+// when the element count differs.
+Mat as_matrix(const Tensor& tensor, std::size_t rows, std::size_t cols, std::string_view what);
+Mat transpose(const Mat& m);
+// a @ b (a is [n, k], b is [k, m]); ShapeMismatch when the inner sizes differ.
+Mat matmul(const Mat& a, const Mat& b);
+// a^{-1} by Gauss-Jordan with partial pivoting; InvalidArgument when singular.
+Mat inverse(const Mat& a);
+// x with x @ a = b, i.e. b @ a^{-1}.
+Mat solve_right(const Mat& b, const Mat& a);
+void add_scaled(Mat& into, const Mat& m, double factor);
+
+// Singular value decomposition a = U diag(s) V^T (one-sided Jacobi; adequate for the
+// adapter sizes merged here), singular values in descending order.
+struct Svd {
+  Mat u;  // [rows, k]
+  std::vector<double> s;
+  Mat v;  // [cols, k]
+};
+Svd svd(const Mat& a);
+
+// Rounds every value to what `dtype` can store (round to nearest even straight from
+// float64, as torch's .to() does); F64 is left alone.
+void round_to_dtype(std::vector<double>& values, DType dtype);
+
+}  // namespace peft::merge

@@ -1,0 +1,162 @@
+// Unit tests of the merge API's refusals and messages: shape mismatches, missing base keys,
+// unknown adapters and methods, unmerge refusals, streaming entry points.
+#include <gtest/gtest.h>
+
+#include "peft/error.hpp"
+#include "peft/merge.hpp"
+#include "test_support.hpp"
+
+namespace peft {
+namespace {
+
+Tensor filled(Shape shape, float start = 0.1f) {
+  std::vector<float> v(shape_numel(shape));
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = start + 0.01f * static_cast<float>(i % 13);
+  return Tensor::from_floats(DType::F32, std::move(shape), v);
+}
+
+PeftConfig lora_config(int r = 2, double alpha = 4) {
+  PeftConfig config = PeftConfig::make(PeftType::LORA);
+  config.mutable_json()["r"] = r;
+  config.mutable_json()["lora_alpha"] = alpha;
+  config.mutable_json()["target_modules"] = {"lin"};
+  return config;
+}
+
+MergeAdapter lora_adapter(std::uint64_t out, std::uint64_t in, std::string name = "default") {
+  StateDict w;
+  w.set("base_model.model.lin.lora_A.weight", filled({2, in}));
+  w.set("base_model.model.lin.lora_B.weight", filled({out, 2}, 0.2f));
+  return MergeAdapter{std::move(name), lora_config(), w, {}};
+}
+
+TEST(Merge, AddsScaledProduct) {
+  StateDict base;
+  base.set("lin.weight", Tensor::zeros(DType::F32, {3, 4}));
+  base.set("other.weight", filled({2, 2}));
+  const StateDict merged = merge_adapters(base, {lora_adapter(3, 4)});
+  EXPECT_TRUE(merged.at("other.weight").equals(base.at("other.weight")));
+  const auto values = merged.at("lin.weight").to_doubles();
+  // s = 4 / 2; W[0,0] = s * sum_k B[0,k] A[k,0].
+  const double expected = 2.0 * (0.2f * 0.1f + 0.21f * 0.14f);  // A[1,0] is element 4
+  EXPECT_NEAR(values[0], expected, 1e-6);
+}
+
+TEST(Merge, ShapeMismatchNamesModule) {
+  StateDict base;
+  base.set("lin.weight", Tensor::zeros(DType::F32, {5, 4}));
+  EXPECT_PEFT_ERROR(merge_adapters(base, {lora_adapter(3, 4)}), ErrorCode::ShapeMismatch,
+                    "module 'lin'");
+}
+
+TEST(Merge, MissingBaseKey) {
+  StateDict base;
+  base.set("elsewhere.weight", Tensor::zeros(DType::F32, {3, 4}));
+  EXPECT_PEFT_ERROR(merge_adapters(base, {lora_adapter(3, 4)}), ErrorCode::MissingKey,
+                    "'lin.weight'");
+}
+
+TEST(Merge, UnknownAdapterName) {
+  MergeOptions options;
+  options.adapter_names = {"nope"};
+  EXPECT_PEFT_ERROR(PreparedMerge({lora_adapter(3, 4)}, options), ErrorCode::NotFound, "'nope'");
+}
+
+TEST(Merge, MethodsPeftCannotMerge) {
+  for (PeftType type : {PeftType::PROMPT_TUNING, PeftType::POLY, PeftType::XLORA}) {
+    MergeAdapter adapter{"default", PeftConfig::make(type), {}, {}};
+    EXPECT_PEFT_ERROR(PreparedMerge({adapter}, {}), ErrorCode::Unsupported, "cannot be merged");
+  }
+}
+
+TEST(Merge, MissingFactorNamesKey) {
+  MergeAdapter adapter = lora_adapter(3, 4);
+  adapter.weights.erase("base_model.model.lin.lora_B.weight");
+  EXPECT_PEFT_ERROR(PreparedMerge({adapter}, {}), ErrorCode::MissingKey,
+                    "base_model.model.lin.lora_B.weight");
+}
+
+TEST(Merge, NotAnAdapterKey) {
+  MergeAdapter adapter = lora_adapter(3, 4);
+  adapter.weights.set("stray", filled({1}));
+  EXPECT_PEFT_ERROR(PreparedMerge({adapter}, {}), ErrorCode::InvalidArgument, "'stray'");
+}
+
+TEST(Merge, IntegerBaseRefused) {
+  const PreparedMerge prepared({lora_adapter(3, 4)}, {});
+  EXPECT_PEFT_ERROR(prepared.merge_tensor("lin.weight", Tensor::zeros(DType::I32, {3, 4})),
+                    ErrorCode::UnsupportedDType, "I32");
+}
+
+TEST(Merge, StreamingMatchesWholeDict) {
+  const PreparedMerge prepared({lora_adapter(3, 4)}, {});
+  EXPECT_TRUE(prepared.touches("lin.weight"));
+  EXPECT_FALSE(prepared.touches("lin.bias"));
+  const std::vector<std::string> seen{"lin.bias"};
+  EXPECT_EQ(prepared.missing_keys(seen), std::vector<std::string>{"lin.weight"});
+  StateDict base;
+  base.set("lin.weight", filled({3, 4}));
+  const Tensor one = prepared.merge_tensor("lin.weight", base.at("lin.weight"));
+  EXPECT_TRUE(one.equals(merge_adapters(base, {lora_adapter(3, 4)}).at("lin.weight")));
+}
+
+TEST(Merge, HalfBaseStaysHalf) {
+  StateDict base;
+  base.set("lin.weight", filled({3, 4}).to(DType::BF16));
+  const StateDict merged = merge_adapters(base, {lora_adapter(3, 4)});
+  EXPECT_EQ(merged.at("lin.weight").dtype(), DType::BF16);
+}
+
+TEST(Unmerge, RestoresLora) {
+  StateDict base;
+  base.set("lin.weight", filled({3, 4}));
+  const StateDict merged = merge_adapters(base, {lora_adapter(3, 4)});
+  const StateDict restored = unmerge_adapters(merged, {lora_adapter(3, 4)});
+  const auto a = restored.at("lin.weight").to_doubles();
+  const auto b = base.at("lin.weight").to_doubles();
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6);
+}
+
+TEST(Unmerge, RefusesReplacements) {
+  MergeAdapter adapter = lora_adapter(3, 4);
+  adapter.weights.set("base_model.model.lin.base_layer.bias", filled({3}));
+  StateDict base;
+  base.set("lin.weight", filled({3, 4}));
+  base.set("lin.bias", filled({3}));
+  EXPECT_PEFT_ERROR(unmerge_adapters(base, {adapter}), ErrorCode::Unsupported, "lin.bias");
+}
+
+TEST(Unmerge, RefusesDora) {
+  MergeAdapter adapter = lora_adapter(3, 4);
+  adapter.weights.set("base_model.model.lin.lora_magnitude_vector", filled({3}));
+  StateDict base;
+  base.set("lin.weight", filled({3, 4}));
+  EXPECT_PEFT_ERROR(unmerge_adapters(base, {adapter}), ErrorCode::Unsupported, "DoRA");
+}
+
+TEST(Weighted, RejectsUnknownCombination) {
+  const std::vector<MergeAdapter> sources{lora_adapter(3, 4), lora_adapter(3, 4, "other")};
+  const std::vector<double> weights{1.0, 1.0};
+  EXPECT_PEFT_ERROR(add_weighted_adapter(sources, weights, "ties", "x"), ErrorCode::Unsupported,
+                    "'ties'");
+  const std::vector<double> one{1.0};
+  EXPECT_PEFT_ERROR(add_weighted_adapter(sources, one, "cat", "x"), ErrorCode::InvalidArgument,
+                    "weights");
+}
+
+TEST(Weighted, CatEqualsSumOfDeltas) {
+  const std::vector<MergeAdapter> sources{lora_adapter(3, 4), lora_adapter(3, 4, "other")};
+  const std::vector<double> weights{0.5, 0.25};
+  StateDict base;
+  base.set("lin.weight", Tensor::zeros(DType::F32, {3, 4}));
+  MergeOptions options;
+  options.adapter_names = {"combined"};
+  auto adapters = sources;
+  adapters.push_back(add_weighted_adapter(sources, weights, "cat", "combined"));
+  const auto combined = merge_adapters(base, adapters, options).at("lin.weight").to_doubles();
+  const auto single = merge_adapters(base, {sources[0]}).at("lin.weight").to_doubles();
+  for (std::size_t i = 0; i < single.size(); ++i) EXPECT_NEAR(combined[i], 0.75 * single[i], 1e-6);
+}
+
+}  // namespace
+}  // namespace peft
