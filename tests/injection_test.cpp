@@ -23,7 +23,9 @@ std::string unsupported_feature(const PeftRefCase& c) {
   if (configs.size() != 1) return "several adapters";
   const auto& config = configs.begin().value();
   const std::string type = config["peft_type"];
-  if (type != "LORA" && type != "IA3") return type + " injection is not implemented";
+  if (type != "LORA" && type != "IA3" && type != "LOHA" && type != "LOKR") {
+    return type + " injection is not implemented";
+  }
   for (const char* field : {"target_parameters", "trainable_token_indices", "layer_replication"}) {
     if (config.contains(field) && !config[field].is_null())
       return std::string(field) + " is not injected yet";

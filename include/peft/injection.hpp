@@ -1,6 +1,6 @@
 // peft/injection.hpp — the tensors PEFT's injection creates when an adapter is added to a
-// plain base model, for LoRA (with DoRA and lora_bias) and IA3: targeted modules' weights
-// move under `base_layer`, and the adapter's tensors get the shapes the config implies.
+// plain base model, for LoRA (with DoRA and lora_bias), IA3, LoHa and LoKr: targeted modules'
+// weights move under `base_layer`, and the adapter's tensors get the shapes the config implies.
 // Their values are placeholders (zeros; DoRA magnitudes ones): they exist to be loaded
 // into, as PEFT's random initialisation is overwritten by from_pretrained too.
 #pragma once

@@ -117,6 +117,100 @@ void lora_slots(const Module& module, const std::string& cls, const PeftConfig& 
     out.set(p + "lora_magnitude_vector." + name + ".weight", make.ones(weight, {out_features}));
 }
 
+// LoHa: two Hadamard-multiplied low-rank pairs (CP-decomposed kernels for effective conv).
+void loha_slots(const Module& module, const std::string& cls, const PeftConfig& config,
+                const std::string& name, const SlotMaker& make, StateDict& out) {
+  const Tensor& weight = weight_of(module);
+  const Shape& w = weight.shape();
+  const std::string p = std::string(kRoot) + module.path + ".hada_";
+  const auto r = static_cast<std::uint64_t>(rank_for(config, module.path));
+  std::uint64_t kernel = 1;
+  for (std::size_t d = 2; d < w.size(); ++d) kernel *= w[d];
+  const bool conv = cls.starts_with("Conv") && cls != "Conv1D" && w.size() >= 3;
+  if (conv && config.get_bool("use_effective_conv2d", false) && kernel != 1) {
+    const Shape t = w.size() == 4 ? Shape{r, r, w[2], w[3]} : Shape{r, r, w[2], 1};
+    out.set(p + "w1_a." + name, make.zeros(weight, {r, w[0]}));
+    out.set(p + "w1_b." + name, make.zeros(weight, {r, w[1]}));
+    out.set(p + "w2_a." + name, make.zeros(weight, {r, w[0]}));
+    out.set(p + "w2_b." + name, make.zeros(weight, {r, w[1]}));
+    out.set(p + "t1." + name, make.zeros(weight, t));
+    out.set(p + "t2." + name, make.zeros(weight, t));
+    return;
+  }
+  const std::uint64_t rows = w[0], cols = conv ? w[1] * kernel : w[1];
+  out.set(p + "w1_a." + name, make.zeros(weight, {rows, r}));
+  out.set(p + "w1_b." + name, make.zeros(weight, {r, cols}));
+  out.set(p + "w2_a." + name, make.zeros(weight, {rows, r}));
+  out.set(p + "w2_b." + name, make.zeros(weight, {r, cols}));
+}
+
+// LoKr's split of a dimension into two factors (m <= n), as PEFT's factorization().
+std::pair<std::uint64_t, std::uint64_t> factorization(std::uint64_t dimension,
+                                                      std::int64_t factor) {
+  if (factor > 0 && dimension % static_cast<std::uint64_t>(factor) == 0) {
+    return {static_cast<std::uint64_t>(factor), dimension / static_cast<std::uint64_t>(factor)};
+  }
+  const std::uint64_t limit =
+      factor == -1 ? dimension : static_cast<std::uint64_t>(std::max<std::int64_t>(factor, 0));
+  std::uint64_t m = 1, n = dimension;
+  const std::uint64_t length = m + n;
+  while (m < n) {
+    std::uint64_t new_m = m + 1;
+    while (dimension % new_m != 0) ++new_m;
+    const std::uint64_t new_n = dimension / new_m;
+    if (new_m + new_n > length || new_m > limit) break;
+    m = new_m;
+    n = new_n;
+  }
+  if (m > n) std::swap(m, n);
+  return {m, n};
+}
+
+// LoKr: a Kronecker product of two factors, each full or low-rank.
+void lokr_slots(const Module& module, const std::string& cls, const PeftConfig& config,
+                const std::string& name, const SlotMaker& make, StateDict& out) {
+  const Tensor& weight = weight_of(module);
+  const Shape& w = weight.shape();
+  const std::string p = std::string(kRoot) + module.path + ".lokr_";
+  const auto r = static_cast<std::uint64_t>(rank_for(config, module.path));
+  const std::int64_t factor = config.get_int("decompose_factor", -1);
+  const bool conv = cls.starts_with("Conv") && cls != "Conv1D" && w.size() >= 3;
+  const auto [in_m, in_n] = factorization(w[1], factor);
+  const auto [out_l, out_k] = factorization(w[0], factor);
+  const double rr = static_cast<double>(r);
+  const bool use_w1 = !(config.get_bool("decompose_both", false) &&
+                        rr < static_cast<double>(std::max(out_l, in_m)) / 2);
+  const bool use_w2 = rr >= static_cast<double>(std::max(out_k, in_n)) / 2;
+  std::uint64_t kernel = 1;
+  for (std::size_t d = 2; d < w.size(); ++d) kernel *= w[d];
+  const bool effective = conv && config.get_bool("use_effective_conv2d", false) && kernel != 1;
+  StateDict slots;  // filled in creation order, written in the layer's registration order
+  if (use_w1) {
+    slots.set("w1", make.zeros(weight, {out_l, in_m}));
+  } else {
+    slots.set("w1_a", make.zeros(weight, {out_l, r}));
+    slots.set("w1_b", make.zeros(weight, {r, in_m}));
+  }
+  if (conv && use_w2) {
+    Shape shape{out_k, in_n};
+    for (std::size_t d = 2; d < w.size(); ++d) shape.push_back(w[d]);
+    slots.set("w2", make.zeros(weight, shape));
+  } else if (conv && effective) {
+    slots.set("t2",
+              make.zeros(weight, w.size() == 4 ? Shape{r, r, w[2], w[3]} : Shape{r, r, w[2], 1}));
+    slots.set("w2_a", make.zeros(weight, {r, out_k}));
+    slots.set("w2_b", make.zeros(weight, {r, in_n}));
+  } else if (use_w2) {
+    slots.set("w2", make.zeros(weight, {out_k, in_n}));
+  } else {
+    slots.set("w2_a", make.zeros(weight, {out_k, r}));
+    slots.set("w2_b", make.zeros(weight, {r, conv ? in_n * kernel : in_n}));
+  }
+  for (const char* part : {"w1", "w1_a", "w1_b", "w2", "w2_a", "w2_b", "t2"}) {
+    if (const Tensor* slot = slots.find(part)) out.set(p + part + "." + name, *slot);
+  }
+}
+
 bool is_feedforward(const PeftConfig& config, const std::string& module) {
   const TargetModules ff = config.feedforward_modules();
   if (ff.kind == TargetModules::Kind::List) {
@@ -160,7 +254,8 @@ PeftModel inject_adapter(const StateDict& base, const std::string& adapter_name,
                          bool autocast_adapter_dtype) {
   const SlotMaker make{autocast_adapter_dtype};
   const PeftType type = config.peft_type();
-  if (type != PeftType::LORA && type != PeftType::IA3) {
+  if (type != PeftType::LORA && type != PeftType::IA3 && type != PeftType::LOHA &&
+      type != PeftType::LOKR) {
     throw Error(
         ErrorCode::Unsupported, config.source(),
         fmt::format("creating {} adapter tensors from a plain base model is not implemented; load "
@@ -177,10 +272,18 @@ PeftModel inject_adapter(const StateDict& base, const std::string& adapter_name,
     if (targeted) {
       for (const auto& [name, tensor] : module.params)
         model.state.set(p + "base_layer." + name, tensor);
-      if (type == PeftType::LORA) {
-        lora_slots(module, cls, config, adapter_name, make, model.state);
-      } else {
-        ia3_slots(module, cls, config, adapter_name, make, model.state);
+      switch (type) {
+        case PeftType::LORA:
+          lora_slots(module, cls, config, adapter_name, make, model.state);
+          break;
+        case PeftType::LOHA:
+          loha_slots(module, cls, config, adapter_name, make, model.state);
+          break;
+        case PeftType::LOKR:
+          lokr_slots(module, cls, config, adapter_name, make, model.state);
+          break;
+        default:
+          ia3_slots(module, cls, config, adapter_name, make, model.state);
       }
     } else if (!module.path.empty() && saves_module(config, module.path)) {
       for (const auto& [name, tensor] : module.params)
