@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "commands.hpp"
+#include "peft/adapter_io.hpp"
 #include "peft/error.hpp"
 #include "peft/inspect.hpp"
 #include "peft/safetensors.hpp"
@@ -139,15 +140,10 @@ void inspect_file(const fs::path& path, const InspectOptions& options) {
 }
 
 void run_inspect(const InspectOptions& options) {
-  const fs::path path(options.path);
   std::error_code ec;
-  if (fs::is_regular_file(path, ec)) return inspect_file(path, options);
-  if (!fs::exists(path, ec)) {
-    throw peft::Error(peft::ErrorCode::NotFound, path.string(),
-                      "no such file or folder (Hub ids are resolved through the local cache, "
-                      "which does not hold it either)");
-  }
-  const auto adapters = peft::inspect_adapters(path);
+  if (fs::is_regular_file(options.path, ec)) return inspect_file(options.path, options);
+  // A folder, or a Hub id found in the Hugging Face cache.
+  const auto adapters = peft::inspect_adapters(peft::resolve_adapter_folder(options.path));
   if (options.json) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& s : adapters) out.push_back(peft::to_json(s, options.tensors));
@@ -165,7 +161,9 @@ void run_inspect(const InspectOptions& options) {
 void register_inspect(CLI::App& app, GlobalOptions& /*global*/) {
   auto options = std::make_shared<InspectOptions>();
   CLI::App* cmd = app.add_subcommand("inspect", "show what an adapter folder or weight file holds");
-  cmd->add_option("path", options->path, "adapter folder or .safetensors file")->required();
+  cmd->add_option("path", options->path,
+                  "adapter folder, .safetensors file, or Hub id in the local cache")
+      ->required();
   cmd->add_flag("--tensors", options->tensors, "list every tensor with dtype and shape");
   cmd->add_flag("--json", options->json, "print a JSON document instead of text (see docs/cli.md)");
   cmd->footer(

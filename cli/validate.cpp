@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "peft/adapter_io.hpp"
 #include "peft/validate.hpp"
 
 namespace peftcpp::cli {
@@ -16,14 +17,16 @@ void register_validate(CLI::App& app, GlobalOptions& global) {
   auto options = std::make_shared<Options>();
   CLI::App* cmd =
       app.add_subcommand("validate", "check an adapter folder for the problems users hit");
-  cmd->add_option("path", options->path, "adapter folder")->required();
+  cmd->add_option("path", options->path, "adapter folder, or Hub id in the local cache")
+      ->required();
   cmd->add_flag("--json", options->json, "print the problems as JSON");
   cmd->footer(
       "Exit code: 0 clean, 1 problems found, 2 usage error or unreadable input.\n\nExamples:\n"
       "  peftcpp validate my-adapter\n  peftcpp validate my-adapter --json");
   cmd->callback([options, &global] {
     global.error_exit_code = 2;
-    const auto problems = peft::validate_adapter_folder(options->path);
+    const auto problems =
+        peft::validate_adapter_folder(peft::resolve_adapter_folder(options->path));
     if (options->json) {
       nlohmann::json list = nlohmann::json::array();
       for (const auto& p : problems) list.push_back(peft::to_json(p));

@@ -174,3 +174,33 @@ TEST(Cli, ExtractWritesWhatPeftWrote) {
 
 }  // namespace
 }  // namespace peft
+
+namespace peft {
+namespace {
+
+TEST(Cli, HubIdsResolveThroughTheLocalCache) {
+  testing::TempDir home;
+  const fs::path repo = home / "hub" / "models--someone--tiny-adapter";
+  const std::string commit(40, 'c');
+  fs::create_directories(repo / "refs");
+  std::ofstream(repo / "refs" / "main") << commit;
+  fs::create_directories(repo / "blobs");
+  fs::create_directories(repo / "snapshots" / commit);
+  for (const char* file : {"adapter_config.json", "adapter_model.safetensors"}) {
+    fs::copy_file(fs::path(case_dir("lora_linear")) / file, repo / "blobs" / file);
+    fs::create_symlink(fs::path("../../blobs") / file, repo / "snapshots" / commit / file);
+  }
+  ::setenv("HF_HUB_CACHE", (home / "hub").c_str(), 1);
+  const auto inspect = peftcpp({"inspect", "someone/tiny-adapter", "--json"});
+  const auto validate = peftcpp({"validate", "someone/tiny-adapter"});
+  const auto missing = peftcpp({"inspect", "someone/not-cached"});
+  ::unsetenv("HF_HUB_CACHE");
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  EXPECT_EQ(nlohmann::json::parse(inspect.out)["adapters"][0]["peft_type"], "LORA");
+  EXPECT_EQ(validate.exit_code, 0) << validate.out;
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("models--someone--not-cached"), std::string::npos) << missing.err;
+}
+
+}  // namespace
+}  // namespace peft

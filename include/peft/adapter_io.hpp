@@ -38,6 +38,12 @@ std::filesystem::path resolve_adapter_file(const std::string& id_or_path,
                                            const std::string& filename,
                                            const AdapterLocation& location = {});
 
+// The folder of the adapter `id_or_path`: the local folder (with the sub folder), else
+// the snapshot folder of that revision in the Hugging Face cache. Throws NotFound listing
+// the places tried.
+std::filesystem::path resolve_adapter_folder(const std::string& id_or_path,
+                                             const AdapterLocation& location = {});
+
 // The adapter's weights, saved keys (adapter_model.safetensors preferred over
 // adapter_model.bin), zero-copy where the file allows.
 StateDict load_peft_weights(const std::string& id_or_path, const LoadWeightsOptions& options = {});

@@ -76,6 +76,28 @@ fs::path resolve_adapter_file(const std::string& id_or_path, const std::string& 
   not_found(id_or_path, filename, tried);
 }
 
+fs::path resolve_adapter_folder(const std::string& id_or_path, const AdapterLocation& location) {
+  std::error_code ec;
+  const fs::path local = local_folder(id_or_path, location);
+  if (fs::is_directory(local, ec)) return local;
+  std::vector<std::string> tried{local.string()};
+  const HubCache cache(location.cache_dir ? *location.cache_dir : HubCache::default_root());
+  try {
+    if (const auto commit = cache.commit(id_or_path, location.revision)) {
+      fs::path snapshot = cache.repo_folder(id_or_path) / "snapshots" / *commit;
+      if (!location.subfolder.empty()) snapshot /= location.subfolder;
+      if (fs::is_directory(snapshot, ec)) return snapshot;
+      tried.push_back(snapshot.string());
+    } else {
+      tried.push_back(fmt::format("{} (revision {} not cached)",
+                                  cache.repo_folder(id_or_path).string(), location.revision));
+    }
+  } catch (const Error&) {
+    // not a repository id: the local folder was the only place
+  }
+  not_found(id_or_path, "an adapter folder", tried);
+}
+
 StateDict apply_key_mapping(StateDict weights,
                             const std::vector<std::pair<std::string, std::string>>& key_mapping) {
   if (key_mapping.empty()) return weights;
