@@ -99,9 +99,12 @@ void write_element(std::byte* p, V value) {
     store<T>(p, static_cast<T>(value));
   } else if constexpr (std::is_floating_point_v<V>) {
     // Float to integer: truncate toward zero; refuse what C++ (and PyTorch) leave undefined.
+    // The bounds are exact powers of two: (double)INT64_MAX rounds up to 2^63, which
+    // does not fit, so the upper bound is exclusive.
     const double truncated = std::trunc(static_cast<double>(value));
-    if (!(truncated >= static_cast<double>(std::numeric_limits<T>::min()) &&
-          truncated <= static_cast<double>(std::numeric_limits<T>::max()))) {
+    const double limit = std::ldexp(1.0, std::numeric_limits<T>::digits);
+    const double lowest = std::numeric_limits<T>::is_signed ? -limit : 0.0;
+    if (!(truncated >= lowest && truncated < limit)) {
       throw Error(ErrorCode::ConversionOutOfRange, "",
                   fmt::format("value {} does not fit the integer target type", value));
     }

@@ -218,6 +218,7 @@ LoadResult set_peft_model_state_dict(PeftModel& model, StateDict state,
 
   if (!mismatched.empty()) {
     std::vector<std::string> lines;
+    lines.reserve(mismatched.size());
     for (const auto& m : mismatched) {
       lines.push_back(
           fmt::format("- {}: found shape {} in the checkpoint and {} in the model instantiated",
