@@ -136,8 +136,8 @@ TEST(Cli, ConvertRoundTripsByteIdentical) {
       peftcpp({"convert", original.string(), (dir / "c.safetensors").string(), "--dtype", "bf16"})
           .exit_code,
       0);
-  for (const auto& info : SafetensorsFile::open(dir / "c.safetensors").tensors())
-    EXPECT_EQ(info.dtype, DType::BF16);
+  const auto cast = SafetensorsFile::open(dir / "c.safetensors");
+  for (const auto& info : cast.tensors()) EXPECT_EQ(info.dtype, DType::BF16);
   // Folder to folder keeps the config.
   ASSERT_EQ(peftcpp({"convert", case_dir("tf_llama_lora"), (dir / "folder").string()}).exit_code,
             0);
