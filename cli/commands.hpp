@@ -17,5 +17,7 @@ void register_validate(CLI::App& app, GlobalOptions& global);
 void register_convert(CLI::App& app, GlobalOptions& global);
 void register_diff(CLI::App& app, GlobalOptions& global);
 void register_extract(CLI::App& app, GlobalOptions& global);
+void register_merge(CLI::App& app, GlobalOptions& global);
+void register_unmerge(CLI::App& app, GlobalOptions& global);
 
 }  // namespace peftcpp::cli

@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
   peftcpp::cli::register_convert(app, global);
   peftcpp::cli::register_diff(app, global);
   peftcpp::cli::register_extract(app, global);
+  peftcpp::cli::register_merge(app, global);
+  peftcpp::cli::register_unmerge(app, global);
 
   try {
     app.parse(argc, argv);

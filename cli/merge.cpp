@@ -1,0 +1,272 @@
+// peftcpp merge / unmerge: adapters into (or out of) a base checkpoint, streamed shard by
+// shard, with a progress bar when stderr is a terminal.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "commands.hpp"
+#include "peft/adapter_io.hpp"
+#include "peft/checkpoint.hpp"
+#include "peft/error.hpp"
+#include "peft/merge.hpp"
+#include "peft/safetensors.hpp"
+
+namespace peftcpp::cli {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CheckpointOptions {
+  std::string base, out, dtype, max_shard_size, extras, revision = "main", combination = "svd";
+  std::vector<std::string> adapters;
+  std::vector<double> weights;
+  bool safe_merge = false, force = false;
+  unsigned threads = 0;
+  int svd_rank = 0;
+};
+
+std::string human_bytes(double bytes) {
+  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  int u = 0;
+  while (bytes >= 1000 && u < 4) {
+    bytes /= 1000;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{:.0f} B", bytes) : fmt::format("{:.1f} {}", bytes, units[u]);
+}
+
+std::string clock_text(double seconds) {
+  const auto s = static_cast<long>(seconds + 0.5);
+  return s >= 3600 ? fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+                   : fmt::format("{}:{:02}", s / 60, s % 60);
+}
+
+// A one-line bar on stderr, redrawn at most ten times a second.
+class ProgressBar {
+ public:
+  explicit ProgressBar(std::string label)
+      : label_(std::move(label)), start_(std::chrono::steady_clock::now()) {}
+
+  void update(const peft::CheckpointProgress& p) {
+    const auto now = std::chrono::steady_clock::now();
+    const bool last = p.tensors_done == p.tensors_total;
+    if (!last && now - last_draw_ < std::chrono::milliseconds(100)) return;
+    last_draw_ = now;
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    const double fraction =
+        p.bytes_total ? static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total)
+                      : 1.0;
+    const double rate = elapsed > 0 ? static_cast<double>(p.bytes_done) / elapsed : 0.0;
+    const double eta = rate > 0 ? static_cast<double>(p.bytes_total - p.bytes_done) / rate : 0.0;
+    constexpr int kWidth = 24;
+    const int filled = static_cast<int>(fraction * kWidth);
+    fmt::print(stderr, "\r{} [{}{}] {}/{} tensors  {}/{}  {}/s  {} {}\x1b[K", label_,
+               std::string(static_cast<std::size_t>(filled), '#'),
+               std::string(static_cast<std::size_t>(kWidth - filled), '.'), p.tensors_done,
+               p.tensors_total, human_bytes(static_cast<double>(p.bytes_done)),
+               human_bytes(static_cast<double>(p.bytes_total)), human_bytes(rate),
+               last ? "in" : "ETA", clock_text(last ? elapsed : eta));
+    if (last) fmt::print(stderr, "\n");
+    std::fflush(stderr);
+  }
+
+ private:
+  std::string label_;
+  std::chrono::steady_clock::time_point start_;
+  std::chrono::steady_clock::time_point last_draw_{};
+};
+
+// "default" for the first adapter, then each folder's (or repository's) name, made unique.
+std::vector<std::string> adapter_names(const std::vector<std::string>& paths) {
+  std::vector<std::string> names;
+  std::set<std::string> used;
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    fs::path p = fs::path(paths[i]).lexically_normal();
+    if (p.filename().empty()) p = p.parent_path();
+    std::string name = i == 0 ? "default" : p.filename().string();
+    if (name.empty() || name == "." || name == "..") name = fmt::format("adapter{}", i);
+    std::string unique = name;
+    for (int k = 2; used.count(unique); ++k) unique = fmt::format("{}_{}", name, k);
+    used.insert(unique);
+    names.push_back(unique);
+  }
+  return names;
+}
+
+std::vector<peft::MergeAdapter> load_adapters(const CheckpointOptions& o,
+                                              const peft::AdapterLocation& location) {
+  peft::StateDict extras;
+  if (!o.extras.empty()) extras = peft::SafetensorsFile::open(o.extras).state_dict();
+  peft::LoadWeightsOptions load;
+  load.location = location;
+  const auto names = adapter_names(o.adapters);
+  std::vector<peft::MergeAdapter> adapters;
+  for (std::size_t i = 0; i < o.adapters.size(); ++i) {
+    adapters.push_back({names[i], peft::load_adapter_config(o.adapters[i], location),
+                        peft::load_peft_weights(o.adapters[i], load), extras});
+  }
+  return adapters;
+}
+
+std::optional<peft::DType> dtype_option(const std::string& text) {
+  if (text == "f32") return peft::DType::F32;
+  if (text == "f16") return peft::DType::F16;
+  if (text == "bf16") return peft::DType::BF16;
+  return std::nullopt;
+}
+
+void add_common_options(CLI::App* cmd, CheckpointOptions& o) {
+  cmd->add_option("--adapter", o.adapters,
+                  "adapter folder(s) or Hub id(s), comma-separated; merged in order")
+      ->required()
+      ->delimiter(',');
+  cmd->add_option("--out", o.out, "output folder (shards, index and the base's other files)")
+      ->required();
+  cmd->add_option("--dtype", o.dtype, "cast floating tensors first (as torch_dtype=...)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  cmd->add_option("--max-shard-size", o.max_shard_size,
+                  "re-shard as transformers does (\"5GB\", \"500MB\"; decimal units); default: "
+                  "keep the input's shard boundaries")
+      ->check(
+          [](const std::string& text) -> std::string {
+            try {
+              peft::parse_shard_size(text);
+              return {};
+            } catch (const peft::Error& e) {
+              return e.detail();
+            }
+          },
+          "SIZE");
+  cmd->add_option("--threads", o.threads, "threads computing tensors (default: every core)")
+      ->check(CLI::Range(0u, 256u));
+  cmd->add_option("--extras", o.extras,
+                  "values PEFT draws from torch's generator and does not save (FourierFT/WaveFT "
+                  "indices), as a .safetensors file");
+  cmd->add_option("--revision", o.revision, "revision for Hub ids found in the cache");
+  cmd->add_flag("--force", o.force, "write into an existing non-empty folder");
+}
+
+peft::CheckpointWriteOptions write_options(const CheckpointOptions& o, const GlobalOptions& global,
+                                           std::unique_ptr<ProgressBar>& bar,
+                                           const std::string& label) {
+  peft::CheckpointWriteOptions write;
+  if (!o.max_shard_size.empty()) write.max_shard_size = peft::parse_shard_size(o.max_shard_size);
+  write.dtype = dtype_option(o.dtype);
+  write.threads = o.threads;
+  write.force = o.force;
+  if (!global.quiet && ::isatty(STDERR_FILENO)) {
+    bar = std::make_unique<ProgressBar>(label);
+    write.progress = [b = bar.get()](const peft::CheckpointProgress& p) { b->update(p); };
+  }
+  return write;
+}
+
+void report(const peft::CheckpointWriteResult& result, const std::vector<std::string>& warnings,
+            const GlobalOptions& global, const std::string& verb, const std::string& out) {
+  if (global.quiet) return;
+  for (const auto& w : warnings) fmt::print(stderr, "peftcpp: warning: {}\n", w);
+  for (const auto& w : result.warnings) fmt::print(stderr, "peftcpp: warning: {}\n", w);
+  fmt::print("{} {} of {} tensors; wrote {} in {} file{} to {}\n", verb, result.changed,
+             result.tensors, human_bytes(static_cast<double>(result.bytes)), result.files.size(),
+             result.files.size() == 1 ? "" : "s", out);
+  if (global.verbose) {
+    for (const auto& f : result.files) fmt::print("  {}\n", f);
+    for (const auto& f : result.copied) fmt::print("  {} (copied)\n", f);
+  }
+}
+
+}  // namespace
+
+void register_merge(CLI::App& app, GlobalOptions& global) {
+  auto o = std::make_shared<CheckpointOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "merge", "merge adapters into a base checkpoint (PEFT's merge_and_unload), shard by shard");
+  cmd->add_option("--base", o->base,
+                  "base checkpoint: a .safetensors file, a folder (model.safetensors or "
+                  "model.safetensors.index.json) or a Hub id in the cache")
+      ->required();
+  add_common_options(cmd, *o);
+  cmd->add_option("--weights", o->weights,
+                  "combine the adapters with add_weighted_adapter, one weight each")
+      ->delimiter(',');
+  cmd->add_option("--combination", o->combination,
+                  "add_weighted_adapter's combination_type (default svd, as PEFT)")
+      ->check(CLI::IsMember({"cat", "linear", "svd"}));
+  cmd->add_option("--svd-rank", o->svd_rank, "rank of an svd combination (default: the largest)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--safe-merge", o->safe_merge, "PEFT's safe_merge: round each delta first");
+  cmd->footer(
+      "Examples:\n"
+      "  peftcpp merge --base meta-llama/Llama-3.2-1B --adapter my-lora --out merged\n"
+      "  peftcpp merge --base ./base --adapter a,b --weights 0.7,0.3 --combination linear "
+      "--out merged --dtype bf16 --max-shard-size 2GB\n"
+      "  peftcpp merge --base model.safetensors --adapter my-lora --out merged --threads 1");
+  cmd->callback([o, &global] {
+    if (!o->weights.empty() && o->weights.size() != o->adapters.size()) {
+      throw CLI::ValidationError("--weights", fmt::format("{} weights for {} adapters",
+                                                          o->weights.size(), o->adapters.size()));
+    }
+    peft::AdapterLocation location;
+    location.revision = o->revision;
+    auto adapters = load_adapters(*o, location);
+    std::vector<std::string> warnings;
+    peft::MergeOptions options;
+    options.safe_merge = o->safe_merge;
+    options.warnings = &warnings;
+    if (!o->weights.empty()) {
+      std::string name = "combined";
+      for (int k = 2; std::any_of(adapters.begin(), adapters.end(),
+                                  [&](const auto& a) { return a.name == name; });
+           ++k) {
+        name = fmt::format("combined_{}", k);
+      }
+      adapters.push_back(
+          peft::add_weighted_adapter(adapters, o->weights, o->combination, name, o->svd_rank));
+      options.adapter_names = {name};
+    } else {
+      for (const auto& a : adapters) options.adapter_names.push_back(a.name);
+    }
+    std::unique_ptr<ProgressBar> bar;
+    const auto write = write_options(*o, global, bar, "merge");
+    const auto base = peft::open_checkpoint(o->base, location);
+    const auto result = peft::merge_checkpoint(base, std::move(adapters), options, o->out, write);
+    report(result, warnings, global, "merged: changed", o->out);
+  });
+}
+
+void register_unmerge(CLI::App& app, GlobalOptions& global) {
+  auto o = std::make_shared<CheckpointOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "unmerge", "take merged adapters out of a checkpoint again, where that is determined");
+  cmd->add_option("--merged", o->base,
+                  "merged checkpoint: a .safetensors file, a folder or a Hub id in the cache")
+      ->required();
+  add_common_options(cmd, *o);
+  cmd->footer(
+      "Refuses (exit 1), saying why, where the merged weights and the adapter do not determine "
+      "the base (DoRA, modules_to_save, trainable tokens, bias=\"all\", OSF...).\n\n"
+      "Examples:\n"
+      "  peftcpp unmerge --merged merged --adapter my-lora --out restored\n"
+      "  peftcpp unmerge --merged merged/model.safetensors --adapter a,b --out restored");
+  cmd->callback([o, &global] {
+    peft::AdapterLocation location;
+    location.revision = o->revision;
+    auto adapters = load_adapters(*o, location);
+    std::vector<std::string> warnings;
+    peft::MergeOptions options;
+    options.warnings = &warnings;
+    for (const auto& a : adapters) options.adapter_names.push_back(a.name);
+    std::unique_ptr<ProgressBar> bar;
+    const auto write = write_options(*o, global, bar, "unmerge");
+    const auto merged = peft::open_checkpoint(o->base, location);
+    const auto result =
+        peft::unmerge_checkpoint(merged, std::move(adapters), options, o->out, write);
+    report(result, warnings, global, "unmerged: restored", o->out);
+  });
+}
+
+}  // namespace peftcpp::cli

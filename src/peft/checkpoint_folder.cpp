@@ -1,0 +1,127 @@
+// The output folder of a checkpoint write: refusing to clobber, removing stale shards, and
+// carrying over the base's non-weight files (config, tokenizer, generation config...).
+#include <regex>
+
+#include <fmt/format.h>
+
+#include "formats/mapped_file.hpp"
+#include "peft/checkpoint_output.hpp"
+#include "peft/error.hpp"
+#include "peft/python_json.hpp"
+
+namespace peft::detail {
+namespace fs = std::filesystem;
+
+namespace {
+
+bool same_folder(const fs::path& a, const fs::path& b) {
+  std::error_code ec;
+  return !a.empty() && !b.empty() && fs::equivalent(a, b, ec);
+}
+
+std::string torch_dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::F64:
+      return "float64";
+    case DType::F32:
+      return "float32";
+    case DType::F16:
+      return "float16";
+    case DType::BF16:
+      return "bfloat16";
+    default:
+      return std::string(dtype_name(dtype));
+  }
+}
+
+// Sets "torch_dtype" / "dtype" (transformers >= 4.56 writes the latter) where present, at
+// the top level and in sub-configs such as "text_config".
+void set_dtype_fields(nlohmann::json& config, const std::string& name, int depth) {
+  for (const char* key : {"torch_dtype", "dtype"}) {
+    if (const auto it = config.find(key); it != config.end() && it->is_string()) *it = name;
+  }
+  if (depth == 0) return;
+  for (auto& [key, value] : config.items()) {
+    if (value.is_object() && key.ends_with("_config")) set_dtype_fields(value, name, depth - 1);
+  }
+}
+
+}  // namespace
+
+void prepare_output_folder(const fs::path& out, const CheckpointLayout* base, bool force) {
+  std::error_code ec;
+  if (fs::exists(out, ec) && !fs::is_directory(out, ec)) {
+    throw Error(ErrorCode::InvalidArgument, out.string(), "exists and is not a folder");
+  }
+  if (base != nullptr) {
+    const bool is_base = same_folder(out, base->folder) ||
+                         std::any_of(base->shards.begin(), base->shards.end(), [&](const auto& s) {
+                           return same_folder(out, s.path.parent_path());
+                         });
+    if (is_base) {
+      throw Error(ErrorCode::InvalidArgument, out.string(),
+                  "is the folder of the base checkpoint's weights; write to another folder");
+    }
+  }
+  if (fs::is_directory(out, ec) && !fs::is_empty(out, ec) && !force) {
+    throw Error(ErrorCode::InvalidArgument, out.string(),
+                "exists and is not empty; pass force (--force) to write into it");
+  }
+  fs::create_directories(out, ec);
+  if (ec) {
+    throw Error(ErrorCode::Io, out.string(), fmt::format("cannot create it: {}", ec.message()));
+  }
+}
+
+void remove_stale_weights(const fs::path& out, const std::vector<std::string>& written) {
+  static const std::regex pattern(R"(model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?)");
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(out, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_regular_file(ec) || !std::regex_match(name, pattern)) continue;
+    if (std::find(written.begin(), written.end(), name) != written.end()) continue;
+    fs::remove(entry.path(), ec);
+  }
+}
+
+std::vector<std::string> copy_non_weight_files(const CheckpointLayout& base, const fs::path& out,
+                                               std::optional<DType> dtype, bool durable) {
+  std::vector<std::string> copied;
+  if (base.folder.empty()) return copied;
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(base.folder, ec)) {
+    const std::string name = entry.path().filename().string();
+    // Hub snapshots hold symlinks into blobs/: is_regular_file follows them.
+    if (name.starts_with(".") || is_weight_file(name) || !entry.is_regular_file(ec)) continue;
+    files.push_back(entry.path());
+  }
+  if (ec) {
+    throw Error(ErrorCode::Io, base.folder.string(),
+                fmt::format("cannot list the folder: {}", ec.message()));
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& file : files) {
+    const std::string name = file.filename().string();
+    const formats::FileBytes bytes = formats::map_file(file);
+    if (name == "config.json" && dtype) {
+      const std::string text(reinterpret_cast<const char*>(bytes.bytes.data()), bytes.bytes.size());
+      auto document = parse_python_json(text, file.string());
+      if (document.value.is_object()) {
+        set_dtype_fields(document.value, torch_dtype_name(*dtype), 1);
+        // transformers writes config.json as json.dumps(indent=2, sort_keys=True) + "\n".
+        formats::write_file_atomically(out / name, dump_python_json(document.value) + "\n",
+                                       durable);
+        copied.push_back(name);
+        continue;
+      }
+    }
+    formats::AtomicFile target(out / name, durable);
+    target.write(bytes.bytes);
+    target.commit();
+    copied.push_back(name);
+  }
+  return copied;
+}
+
+}  // namespace peft::detail

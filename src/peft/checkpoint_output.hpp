@@ -1,0 +1,63 @@
+// Writing a checkpoint folder: safetensors shards streamed tensor by tensor, and the folder
+// around them (refusing to overwrite, stale shards, the base's non-weight files).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "formats/atomic_file.hpp"
+#include "peft/checkpoint.hpp"
+#include "peft/safetensors.hpp"
+
+namespace peft::detail {
+
+struct ShardEntry {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  std::uint64_t bytes = 0;
+};
+
+// The reference writer's layout (dtype rank descending, then name bytes): the order in
+// which a shard's tensors must be given to ShardWriter::write.
+std::vector<ShardEntry> writer_order(std::vector<ShardEntry> entries);
+
+// One safetensors file written as its tensors become available, so that a shard never has
+// to be whole in memory. The header is written first (offsets follow from dtypes and
+// shapes); the file replaces `path` atomically on commit().
+class ShardWriter {
+ public:
+  // `entries` must already be in writer_order.
+  ShardWriter(const std::filesystem::path& path, std::vector<ShardEntry> entries,
+              const std::optional<Metadata>& metadata, bool durable);
+  const std::vector<ShardEntry>& entries() const noexcept { return entries_; }
+  // The bytes of entries()[index]; indices must come in order.
+  void write(std::size_t index, std::span<const std::byte> bytes);
+  void commit();
+
+ private:
+  formats::AtomicFile file_;
+  std::vector<ShardEntry> entries_;
+  std::size_t next_ = 0;
+};
+
+// Creates `out`; refuses (InvalidArgument) a file, a non-empty folder unless `force`, and
+// the folder the base checkpoint's files are in.
+void prepare_output_folder(const std::filesystem::path& out, const CheckpointLayout* base,
+                           bool force);
+// Deletes model.safetensors, model-*-of-*.safetensors and model.safetensors.index.json left
+// in `out` by an earlier save and not among `written` (as save_pretrained does).
+void remove_stale_weights(const std::filesystem::path& out,
+                          const std::vector<std::string>& written);
+// Copies the regular files of the base folder that are not weights (config.json, tokenizer
+// files, ...). With `dtype`, config.json's "torch_dtype"/"dtype" are updated to it. Returns
+// the names copied.
+std::vector<std::string> copy_non_weight_files(const CheckpointLayout& base,
+                                               const std::filesystem::path& out,
+                                               std::optional<DType> dtype, bool durable);
+
+}  // namespace peft::detail
