@@ -7,6 +7,7 @@
 // the bit width is a multiple of 8.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -60,10 +61,55 @@ bool is_integral(DType dtype) noexcept;  // BOOL excluded
 bool is_convertible(DType dtype) noexcept;
 
 // Element conversions exactly as PyTorch performs them (c10::Half / c10::BFloat16):
-// round to nearest even, NaN and infinities preserved.
-std::uint16_t f32_to_bf16(float value) noexcept;
-std::uint16_t f32_to_f16(float value) noexcept;
-float bf16_to_f32(std::uint16_t bits) noexcept;
-float f16_to_f32(std::uint16_t bits) noexcept;
+// round to nearest even, NaN and infinities preserved. Inline: they run per element in
+// every conversion and merge loop.
+inline std::uint16_t f32_to_bf16(float value) noexcept {
+  // c10::BFloat16 round_to_nearest_even: NaN becomes the canonical quiet NaN 0x7FC0.
+  if (value != value) return 0x7FC0;
+  const auto bits = std::bit_cast<std::uint32_t>(value);
+  const std::uint32_t rounding_bias = 0x7FFFu + ((bits >> 16) & 1u);
+  return static_cast<std::uint16_t>((bits + rounding_bias) >> 16);
+}
+
+inline float bf16_to_f32(std::uint16_t bits) noexcept {
+  return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16);
+}
+
+inline std::uint16_t f32_to_f16(float value) noexcept {
+  // The branch-free algorithm of c10::detail::fp16_ieee_from_fp32_value (FP16 library):
+  // scale into the half range so the FPU performs the rounding to nearest even.
+  const float scale_to_inf = std::bit_cast<float>(std::uint32_t{0x77800000});
+  const float scale_to_zero = std::bit_cast<float>(std::uint32_t{0x08800000});
+  const auto w = std::bit_cast<std::uint32_t>(value);
+  float base = (std::bit_cast<float>(w & 0x7FFFFFFFu) * scale_to_inf) * scale_to_zero;
+  const std::uint32_t shl1_w = w + w;
+  const std::uint32_t sign = w & 0x80000000u;
+  std::uint32_t bias = shl1_w & 0xFF000000u;
+  if (bias < 0x71000000u) bias = 0x71000000u;
+  base = std::bit_cast<float>((bias >> 1) + 0x07800000u) + base;
+  const auto result_bits = std::bit_cast<std::uint32_t>(base);
+  const std::uint32_t exp_bits = (result_bits >> 13) & 0x00007C00u;
+  const std::uint32_t mantissa_bits = result_bits & 0x00000FFFu;
+  const std::uint32_t nonsign = exp_bits + mantissa_bits;
+  return static_cast<std::uint16_t>((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
+}
+
+inline float f16_to_f32(std::uint16_t h) noexcept {
+  // c10::detail::fp16_ieee_to_fp32_value.
+  const std::uint32_t w = static_cast<std::uint32_t>(h) << 16;
+  const std::uint32_t sign = w & 0x80000000u;
+  const std::uint32_t two_w = w + w;
+  const std::uint32_t exp_offset = 0xE0u << 23;
+  const float exp_scale = std::bit_cast<float>(std::uint32_t{0x7800000});
+  const float normalized = std::bit_cast<float>((two_w >> 4) + exp_offset) * exp_scale;
+  const std::uint32_t magic_mask = 126u << 23;
+  const float magic_bias = 0.5f;
+  const float denormalized = std::bit_cast<float>((two_w >> 17) | magic_mask) - magic_bias;
+  const std::uint32_t denormalized_cutoff = 1u << 27;
+  const std::uint32_t result =
+      sign | (two_w < denormalized_cutoff ? std::bit_cast<std::uint32_t>(denormalized)
+                                          : std::bit_cast<std::uint32_t>(normalized));
+  return std::bit_cast<float>(result);
+}
 
 }  // namespace peft

@@ -70,25 +70,30 @@ Layout layout_for(const Shape& shape, std::size_t out, std::size_t in, bool fan_
 }
 
 Mat to_out_in(const Values& values, const Layout& layout) {
-  Mat m(layout.out, layout.in);
   if (!layout.transposed) {
+    Mat m;
+    m.rows = layout.out;
+    m.cols = layout.in;
     m.v = values;
     return m;
   }
+  Mat m(layout.out, layout.in);
   for (std::size_t i = 0; i < layout.in; ++i) {
     for (std::size_t o = 0; o < layout.out; ++o) m(o, i) = values[i * layout.out + o];
   }
   return m;
 }
 
-Values from_out_in(const Mat& m, const Layout& layout) {
-  if (!layout.transposed) return m.v;
+// By value: the common untransposed case moves the buffer instead of copying it.
+Values from_out_in(Mat m, const Layout& layout) {
+  if (!layout.transposed) return std::move(m.v);
   return transpose(m).v;
 }
 
-Values delta_in_layout(const Mat& delta, const Shape& shape, bool fan_in_fan_out,
+Values delta_in_layout(Mat delta, const Shape& shape, bool fan_in_fan_out,
                        const std::string& origin) {
-  return from_out_in(delta, layout_for(shape, delta.rows, delta.cols, fan_in_fan_out, origin));
+  const Layout layout = layout_for(shape, delta.rows, delta.cols, fan_in_fan_out, origin);
+  return from_out_in(std::move(delta), layout);
 }
 
 void scale_values(Values& values, double factor) {

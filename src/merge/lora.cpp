@@ -2,6 +2,8 @@
 // in every layer flavour PEFT merges: Linear (and GPT-2 Conv1D through fan_in_fan_out),
 // Embedding, ConvNd, nn.MultiheadAttention, target_parameters (incl. 3-D expert weights);
 // plus DoRA's magnitude rescaling and lora_bias.
+#include <cblas.h>
+
 #include <cmath>
 
 #include <fmt/format.h>
@@ -203,6 +205,22 @@ void build_lora(const ModuleInput& in, std::vector<Op>& ops) {
   } else {
     op.delta = [=](const Shape& shape) {
       return delta_in_layout(delta(), shape, fan_in_fan_out, origin);
+    };
+    // w += factor · B·A in one GEMM when the weight is stored [out, in].
+    op.add_into = [=](Values& w, const Shape& shape) {
+      const std::size_t r = static_cast<std::size_t>(a.shape().at(0));
+      const std::size_t out = static_cast<std::size_t>(b.shape().at(0));
+      const std::size_t in_features = static_cast<std::size_t>(a.numel()) / r;
+      if (static_cast<std::size_t>(b.numel()) / out != r) return false;  // grouped conv: slow path
+      const Layout layout = layout_for(shape, out, in_features, fan_in_fan_out, origin);
+      if (layout.transposed || w.size() != out * in_features) return false;
+      const Mat am = as_matrix(a, r, in_features, origin + ": lora_A");
+      const Mat bm = as_matrix(b, out, r, origin + ": lora_B");
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(out),
+                  static_cast<int>(in_features), static_cast<int>(r), factor, bm.v.data(),
+                  static_cast<int>(r), am.v.data(), static_cast<int>(in_features), 1.0, w.data(),
+                  static_cast<int>(in_features));
+      return true;
     };
   }
   ops.push_back(std::move(op));

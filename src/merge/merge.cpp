@@ -284,6 +284,10 @@ void apply_forward(const Op& op, const Tensor& base, bool safe_merge, Values& w)
     w = replacement_values(op, base);
     return;
   }
+  if (op.add_into && !safe_merge && !op.delta_dtype && op.add_into(w, base.shape())) {
+    round_to_dtype(w, dtype);
+    return;
+  }
   if (op.delta) {
     Values d = checked(op.delta(base.shape()), w.size(), op, base.shape());
     if (op.delta_dtype) round_to_dtype(d, *op.delta_dtype);

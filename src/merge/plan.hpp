@@ -25,6 +25,9 @@ struct Op {
   std::optional<Tensor> replacement;
   // Additive rule: the delta in the base tensor's layout (same element count).
   std::function<Values(const Shape&)> delta;
+  // Optional fast path of `delta`: adds it straight into the values (one fused GEMM, no
+  // delta buffer); returns false when it cannot (a transposed layout), and `delta` is used.
+  std::function<bool(Values&, const Shape&)> add_into;
   // Other rules rewrite the values in place; `inverse` undoes `transform`.
   std::function<void(Values&, const Shape&)> transform;
   std::function<void(Values&, const Shape&)> inverse;
@@ -89,9 +92,9 @@ Layout layout_for(const Shape& shape, std::size_t out, std::size_t in, bool fan_
 // fan_in_fan_out on a 2-D weight.
 Layout natural_layout(const Shape& shape, bool fan_in_fan_out);
 Mat to_out_in(const Values& values, const Layout& layout);
-Values from_out_in(const Mat& m, const Layout& layout);
+Values from_out_in(Mat m, const Layout& layout);
 // An [out, in] delta in the base tensor's layout.
-Values delta_in_layout(const Mat& delta, const Shape& shape, bool fan_in_fan_out,
+Values delta_in_layout(Mat delta, const Shape& shape, bool fan_in_fan_out,
                        const std::string& origin);
 
 // Helpers shared by several rules.
