@@ -43,7 +43,8 @@ struct TorchReadOptions {
   std::size_t max_marks = 10'000;
   std::size_t max_rank = 64;
   // Total bytes that views reading storage elements more than once (stride 0, overlaps)
-  // may take once copied into C order: such a view of a tiny storage can be huge.
+  // may take once copied into C order: such a view of a tiny storage can be huge. All
+  // copies of non-contiguous views together may take at most the file's size plus this.
   std::uint64_t max_expanded_bytes = 256ULL << 20;
 };
 

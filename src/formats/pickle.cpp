@@ -349,9 +349,10 @@ class Machine {
         out += fmt::format("i{};", key.integer);
         return;
       case PickleKind::Float:
-        // Equal numbers are equal keys across int and float, as in Python.
-        if (key.real == static_cast<double>(static_cast<std::int64_t>(key.real)) &&
-            key.real >= -9.2e18 && key.real <= 9.2e18) {
+        // Equal numbers are equal keys across int and float, as in Python. The range is
+        // checked first: converting an out-of-range double (or NaN) is undefined.
+        if (key.real >= -9.2e18 && key.real <= 9.2e18 &&
+            key.real == static_cast<double>(static_cast<std::int64_t>(key.real))) {
           out += fmt::format("i{};", static_cast<std::int64_t>(key.real));
         } else {
           out += fmt::format("f{};", std::bit_cast<std::uint64_t>(key.real));
@@ -476,6 +477,17 @@ class Machine {
     return tensor;
   }
 
+  std::vector<const PickleValue*> copy_items(const PickleValue& container) {
+    copied_items_ += container.items.size();
+    if (copied_items_ > options_.max_copied_items) {
+      throw Error(ErrorCode::LimitExceeded, source_,
+                  fmt::format("pickle byte {}: more than {} items copied out of containers "
+                              "(set(...), torch.Size(...))",
+                              at_, options_.max_copied_items));
+    }
+    return container.items;
+  }
+
   PickleValue* call(const PickleValue& callable, const PickleValue& args) {
     const auto& a = args.items;
     switch (callable.global) {
@@ -504,7 +516,7 @@ class Machine {
           bad_args(callable, args, "(a tuple of ints)");
         }
         PickleValue* size = make(PickleKind::Tuple);
-        size->items = a[0]->items;
+        size->items = copy_items(*a[0]);
         if (!is_int_tuple(size)) bad_args(callable, args, "(a tuple of ints)");
         return size;
       }
@@ -523,7 +535,7 @@ class Machine {
         if (!a.empty() && !list_like) bad_args(callable, args, "() or (a list)");
         PickleValue* set =
             make(callable.global == PickleGlobal::Set ? PickleKind::Set : PickleKind::FrozenSet);
-        if (!a.empty()) set->items = a[0]->items;
+        if (!a.empty()) set->items = copy_items(*a[0]);
         return set;
       }
       default:
@@ -919,6 +931,7 @@ class Machine {
   std::vector<std::size_t> marks_;
   std::unordered_map<std::uint64_t, PickleValue*> memo_;
   std::unordered_map<const PickleValue*, std::unordered_map<std::string, std::size_t>> dict_index_;
+  std::uint64_t copied_items_ = 0;
   std::array<PickleValue*, 256> small_ints_{};
   PickleValue* none_ = nullptr;
   PickleValue* true_ = nullptr;

@@ -99,6 +99,10 @@ struct UnpickleOptions {
   std::size_t max_stack = 100'000;     // values on the stack
   std::size_t max_marks = 10'000;      // open MARKs
   std::size_t max_key_bytes = 65'536;  // a dict key's canonical form (tuple keys)
+  // Items copied out of an existing container (set(list), torch.Size(tuple)): one REDUCE
+  // copies a whole memoised container, so without this bound a few bytes per call could
+  // allocate gigabytes.
+  std::uint64_t max_copied_items = 10'000'000;
   std::size_t persistent_id_size = 5;  // 5: zip format; 6: legacy format (view metadata)
   bool allow_trailing_bytes = false;   // legacy files hold several pickles back to back
 };

@@ -62,10 +62,12 @@ struct LoadedStorage {
 
 class TensorBuilder {
  public:
-  TensorBuilder(const std::string& source, std::shared_ptr<const void> owner, bool big_endian,
-                const TorchReadOptions& options, StorageFetch fetch)
+  TensorBuilder(const std::string& source, std::shared_ptr<const void> owner,
+                std::uint64_t input_size, bool big_endian, const TorchReadOptions& options,
+                StorageFetch fetch)
       : source_(source),
         owner_(std::move(owner)),
+        input_size_(input_size),
         big_endian_(big_endian),
         options_(options),
         fetch_(std::move(fetch)) {}
@@ -277,6 +279,20 @@ class TensorBuilder {
                          numel, available, options_.max_expanded_bytes));
       }
     }
+    // Every copy counts as well: many views of one storage, each inside it, would copy it
+    // again and again (a file of megabytes asking for gigabytes). Copies of distinct
+    // storages never exceed the input, so the budget is the input plus the one above.
+    std::uint64_t budget = 0;
+    if (__builtin_add_overflow(input_size_, options_.max_expanded_bytes, &budget)) {
+      budget = UINT64_MAX;  // a caller lifting the bound
+    }
+    if (__builtin_add_overflow(copied_bytes_, numel * es, &copied_bytes_) ||
+        copied_bytes_ > budget) {
+      fail(ErrorCode::LimitExceeded, key,
+           fmt::format("non-contiguous views would copy {} bytes in all out of a {}-byte file; "
+                       "at most the file's size plus {} bytes are allowed",
+                       copied_bytes_, input_size_, options_.max_expanded_bytes));
+    }
     return gather(dtype, std::move(shape), stride, offset, bytes, es);
   }
 
@@ -303,11 +319,13 @@ class TensorBuilder {
 
   const std::string& source_;
   std::shared_ptr<const void> owner_;
+  std::uint64_t input_size_;
   bool big_endian_;
   const TorchReadOptions& options_;
   StorageFetch fetch_;
   std::unordered_map<std::string, LoadedStorage> storages_;
   std::uint64_t expanded_bytes_ = 0;
+  std::uint64_t copied_bytes_ = 0;  // by gather(), in all
   StateDict out_;
 };
 
@@ -409,7 +427,7 @@ StateDict load_zip(std::span<const std::byte> bytes, std::shared_ptr<const void>
     }
     return archive.data(*entry);
   };
-  TensorBuilder builder(source, std::move(owner), big_endian, options, fetch);
+  TensorBuilder builder(source, std::move(owner), bytes.size(), big_endian, options, fetch);
   return builder.build(tree.root());
 }
 
@@ -501,7 +519,7 @@ StateDict load_legacy(std::span<const std::byte> bytes, std::shared_ptr<const vo
     }
     return it->second;
   };
-  TensorBuilder builder(source, std::move(owner), false, options, fetch);
+  TensorBuilder builder(source, std::move(owner), bytes.size(), false, options, fetch);
   return builder.build(main.root());
 }
 

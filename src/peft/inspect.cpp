@@ -155,7 +155,9 @@ std::vector<AdapterSummary> inspect_adapters(const fs::path& folder) {
   return out;
 }
 
-nlohmann::json to_json(const AdapterSummary& s, bool with_tensors) {
+namespace {
+
+nlohmann::json to_json_unchecked(const AdapterSummary& s, bool with_tensors) {
   nlohmann::json j;
   j["name"] = s.name;
   j["folder"] = s.folder.string();
@@ -199,6 +201,15 @@ nlohmann::json to_json(const AdapterSummary& s, bool with_tensors) {
   }
   j["other_keys"] = s.other_keys;
   return j;
+}
+
+}  // namespace
+
+nlohmann::json to_json(const AdapterSummary& s, bool with_tensors) {
+  nlohmann::json j = to_json_unchecked(s, with_tensors);
+  // Names from the files may hold bytes that are not UTF-8 (a lone surrogate kept from a
+  // "\ud800" escape, a .bin key): dump() would throw on them, so they become U+FFFD.
+  return nlohmann::json::parse(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 }  // namespace peft

@@ -144,7 +144,10 @@ std::vector<Problem> validate_adapter_folder(const fs::path& folder) {
 }
 
 nlohmann::json to_json(const Problem& p) {
-  return {{"code", p.code}, {"where", p.where}, {"message", p.message}, {"hint", p.hint}};
+  const nlohmann::json j{
+      {"code", p.code}, {"where", p.where}, {"message", p.message}, {"hint", p.hint}};
+  // Names from the files may hold bytes that are not UTF-8: dump() would throw on them.
+  return nlohmann::json::parse(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 }  // namespace peft
