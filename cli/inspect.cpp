@@ -78,13 +78,18 @@ void print_summary(const peft::AdapterSummary& s, bool with_tensors) {
     if (j.contains("task_type") && !j["task_type"].is_null())
       type += " (task " + json_text(j["task_type"]) + ")";
     print_field("peft_type", type);
-    const auto base = c.base_model_name_or_path();
-    print_field("base model", !base ? "—" : base->empty() ? "\"\" (empty)" : *base);
-    print_field("peft version", c.peft_version().value_or("— (written before PEFT 0.18)"));
+    const auto& base =
+        j.contains("base_model_name_or_path") ? j["base_model_name_or_path"] : nlohmann::json();
+    print_field("base model", base.is_string() && base.get<std::string>().empty()
+                                  ? "\"\" (empty)"
+                                  : json_text(base));
+    const auto& version = j.contains("peft_version") ? j["peft_version"] : nlohmann::json();
+    print_field("peft version",
+                version.is_null() ? "— (written before PEFT 0.18)" : json_text(version));
     if (j.contains("target_modules")) print_field("targets", json_text(j["target_modules"]));
     if (j.contains("bias")) print_field("bias", json_text(j["bias"]));
-    if (j.contains("use_dora")) print_field("dora", c.use_dora() ? "yes" : "no");
-    if (j.contains("use_rslora")) print_field("rslora", c.use_rslora() ? "yes" : "no");
+    if (j.contains("use_dora")) print_field("dora", json_text(j["use_dora"]));
+    if (j.contains("use_rslora")) print_field("rslora", json_text(j["use_rslora"]));
     if (j.contains("modules_to_save"))
       print_field("modules_to_save", json_text(j["modules_to_save"]));
     if (j.contains("trainable_token_indices") && !j["trainable_token_indices"].is_null()) {

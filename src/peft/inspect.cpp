@@ -166,10 +166,11 @@ nlohmann::json to_json_unchecked(const AdapterSummary& s, bool with_tensors) {
     j["peft_type"] = to_string(c.peft_type());
     const auto task = c.json().find("task_type");
     j["task_type"] = task != c.json().end() ? *task : nlohmann::json();
-    j["base_model_name_or_path"] = c.base_model_name_or_path()
-                                       ? nlohmann::json(*c.base_model_name_or_path())
-                                       : nlohmann::json();
-    j["peft_version"] = c.peft_version() ? nlohmann::json(*c.peft_version()) : nlohmann::json();
+    // Raw values: a field of the wrong type is shown as it is, not thrown (validate reports it).
+    for (const char* field : {"base_model_name_or_path", "peft_version"}) {
+      const auto* value = c.find(field);
+      j[field] = value != nullptr ? *value : nlohmann::json();
+    }
     j["config"] = c.json();
   } else {
     j["config_error"] = s.config_error;

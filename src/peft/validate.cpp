@@ -94,7 +94,12 @@ void check_tensors(const AdapterSummary& s, std::vector<Problem>& out) {
       // decided elsewhere (all-linear, unknown patterns)
     }
   }
-  const TargetModules targets = config.target_modules();
+  TargetModules targets;
+  try {
+    targets = config.target_modules();
+  } catch (const Error&) {
+    return;  // a target_modules of the wrong type is reported by check_config
+  }
   if (targets.kind == TargetModules::Kind::List) {
     for (const auto& name : targets.names) {
       const bool found =
