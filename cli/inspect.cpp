@@ -38,7 +38,8 @@ std::string json_text(const nlohmann::json& value) {
     for (const auto& item : value) out += (out.empty() ? "" : ", ") + json_text(item);
     return out.empty() ? "[]" : out;
   }
-  return value.dump();
+  // Lone surrogates kept from the file are not UTF-8: show them as U+FFFD, never throw.
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 void print_field(std::string_view label, const std::string& value) {
@@ -93,7 +94,7 @@ void print_summary(const peft::AdapterSummary& s, bool with_tensors) {
     if (j.contains("modules_to_save"))
       print_field("modules_to_save", json_text(j["modules_to_save"]));
     if (j.contains("trainable_token_indices") && !j["trainable_token_indices"].is_null()) {
-      print_field("trainable tokens", j["trainable_token_indices"].dump());
+      print_field("trainable tokens", json_text(j["trainable_token_indices"]));
     }
     for (const auto& warning : c.warnings()) print_field("note", warning);
   } else {

@@ -487,6 +487,11 @@ MemoryRun run_sampled(const std::vector<std::string>& argv) {
 }
 
 TEST(MergeCheckpoint, PeakAnonymousMemoryStaysNearOneShard) {
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer's shadow memory and quarantine are anonymous memory too: the
+  // measurement only means something in a plain build (which CI runs first).
+  GTEST_SKIP() << "peak anonymous memory is not meaningful under AddressSanitizer";
+#endif
   // 4 shards of ~20 MB BF16 (0.5 MB per attention weight, 1 MB per MLP weight).
   testing::TempDir dir;
   const testing::SyntheticModel model{

@@ -12,6 +12,16 @@
 namespace peft::detail {
 namespace {
 
+// 2·x for the doubled rank and alpha, refusing values whose double does not fit.
+std::int64_t doubled(std::int64_t value, const PeftConfig& config) {
+  std::int64_t out = 0;
+  if (__builtin_mul_overflow(value, 2, &out)) {
+    throw Error(ErrorCode::InvalidConfigValue, config.source(),
+                fmt::format("{} is too large to double", value));
+  }
+  return out;
+}
+
 bool non_empty(const nlohmann::json* field) {
   return field != nullptr && field->is_object() && !field->empty();
 }
@@ -140,20 +150,20 @@ ConvertedAdapter convert_to_plain_lora(const StateDict& trained, const PeftConfi
   // 6. The written config: a plain LoRA of twice the rank.
   auto& json = out.config.mutable_json();
   json["init_lora_weights"] = true;
-  json["r"] = config.r() * 2;
+  json["r"] = doubled(config.r(), config);
   if (config.use_rslora()) {
     json["lora_alpha"] = config.lora_alpha() * std::sqrt(2.0);
   } else {
     const auto alpha = config.find("lora_alpha");
     json["lora_alpha"] = alpha != nullptr && alpha->is_number_integer()
-                             ? nlohmann::json(alpha->get<std::int64_t>() * 2)
+                             ? nlohmann::json(doubled(alpha->get<std::int64_t>(), config))
                              : nlohmann::json(config.lora_alpha() * 2);
   }
   for (const char* pattern : {"rank_pattern", "alpha_pattern"}) {
     if (auto* values = config.find(pattern); values != nullptr && values->is_object()) {
       for (auto& [module, value] : json[pattern].items()) {
         if (value.is_number_integer()) {
-          value = value.get<std::int64_t>() * 2;
+          value = doubled(value.get<std::int64_t>(), config);
         } else if (value.is_number()) {
           value = value.get<double>() * 2;
         }
