@@ -60,9 +60,11 @@ TEST(Tensor, FloatToIntegerOutOfRangeIsAnError) {
   const Tensor big = Tensor::from_floats(DType::F32, {1}, std::vector<float>{1e10f});
   EXPECT_PEFT_ERROR(big.to(DType::I16), ErrorCode::ConversionOutOfRange, "does not fit");
   // 2^63 is just past INT64_MAX although (double)INT64_MAX compares equal to it.
-  const Tensor edge = Tensor::from_doubles(DType::F64, {1}, std::vector<double>{9223372036854775808.0});
+  const Tensor edge =
+      Tensor::from_doubles(DType::F64, {1}, std::vector<double>{9223372036854775808.0});
   EXPECT_PEFT_ERROR(edge.to(DType::I64), ErrorCode::ConversionOutOfRange, "does not fit");
-  const Tensor below = Tensor::from_doubles(DType::F64, {2}, std::vector<double>{-9223372036854775808.0, -0.5});
+  const Tensor below =
+      Tensor::from_doubles(DType::F64, {2}, std::vector<double>{-9223372036854775808.0, -0.5});
   EXPECT_EQ(below.to(DType::I64).to_ints(), (std::vector<std::int64_t>{INT64_MIN, 0}));
   EXPECT_EQ(below.to(DType::I64).to_ints()[1], 0);
   const Tensor unsigned_edge = Tensor::from_doubles(DType::F64, {1}, std::vector<double>{256.0});
