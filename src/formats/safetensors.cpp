@@ -14,8 +14,6 @@
 namespace peft {
 namespace {
 
-constexpr std::uint64_t kMaxWrittenHeader = 100'000'000;
-
 std::uint64_t read_u64_le(const std::byte* p) {
   std::uint64_t value = 0;
   for (int i = 7; i >= 0; --i) value = (value << 8) | std::to_integer<std::uint64_t>(p[i]);
@@ -102,11 +100,6 @@ void check_not_shared(const StateDict& tensors, const std::string& target) {
   }
 }
 
-void append_int(std::string& out, std::uint64_t value) {
-  const fmt::format_int text(value);
-  out.append(text.data(), text.size());
-}
-
 struct Layout {
   std::string length_and_header;  // the 8-byte length followed by the padded header
   std::vector<const StateDict::value_type*> order;
@@ -116,24 +109,8 @@ Layout layout(const StateDict& tensors, const std::optional<Metadata>& metadata,
               const std::string& target) {
   Layout out;
   out.order = writer_order(tensors);
-  std::string header;
-  header.reserve(64 + tensors.size() * 96);
-  header += '{';
-  bool first = true;
-  if (metadata) {
-    header += "\"__metadata__\":{";
-    bool first_meta = true;
-    for (const auto& [key, value] : *metadata) {  // std::map: sorted keys
-      if (!first_meta) header += ',';
-      first_meta = false;
-      formats::append_json_string(header, key);
-      header += ':';
-      formats::append_json_string(header, value);
-    }
-    header += '}';
-    first = false;
-  }
-  std::uint64_t offset = 0;
+  std::vector<formats::HeaderEntry> entries;
+  entries.reserve(out.order.size());
   for (const auto* entry : out.order) {
     const Tensor& tensor = entry->second;
     if (tensor.is_meta()) {
@@ -141,37 +118,9 @@ Layout layout(const StateDict& tensors, const std::optional<Metadata>& metadata,
                   fmt::format("tensor '{}' has no data (a meta tensor) and cannot be written",
                               entry->first));
     }
-    if (!first) header += ',';
-    first = false;
-    formats::append_json_string(header, entry->first);
-    header += ":{\"dtype\":\"";
-    header += dtype_name(tensor.dtype());
-    header += "\",\"shape\":[";
-    for (std::size_t d = 0; d < tensor.shape().size(); ++d) {
-      if (d) header += ',';
-      append_int(header, tensor.shape()[d]);
-    }
-    header += "],\"data_offsets\":[";
-    append_int(header, offset);
-    offset += tensor.nbytes();
-    header += ',';
-    append_int(header, offset);
-    header += "]}";
+    entries.push_back({entry->first, tensor.dtype(), &tensor.shape(), tensor.nbytes()});
   }
-  header += '}';
-  header.append((8 - header.size() % 8) % 8, ' ');
-  if (header.size() > kMaxWrittenHeader) {
-    throw Error(ErrorCode::HeaderTooLarge, target,
-                fmt::format("the header would take {} bytes, more than the format's limit of {}",
-                            header.size(), kMaxWrittenHeader));
-  }
-  out.length_and_header.resize(8);
-  std::uint64_t n = header.size();
-  for (int i = 0; i < 8; ++i) {
-    out.length_and_header[static_cast<std::size_t>(i)] = static_cast<char>(n & 0xFF);
-    n >>= 8;
-  }
-  out.length_and_header += header;
+  out.length_and_header = formats::serialize_header(metadata, entries, target);
   return out;
 }
 

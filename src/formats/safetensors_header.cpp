@@ -443,6 +443,62 @@ ParsedHeader parse_safetensors_header(std::string_view json, const std::string& 
   return HeaderParser(json, source, options).parse();
 }
 
+std::string serialize_header(const std::optional<Metadata>& metadata,
+                             std::span<const HeaderEntry> entries, const std::string& target) {
+  constexpr std::uint64_t kMaxWrittenHeader = 100'000'000;
+  const auto append_int = [](std::string& out, std::uint64_t value) {
+    const fmt::format_int text(value);
+    out.append(text.data(), text.size());
+  };
+  std::string header;
+  header.reserve(64 + entries.size() * 96);
+  header += '{';
+  bool first = true;
+  if (metadata) {
+    header += "\"__metadata__\":{";
+    bool first_meta = true;
+    for (const auto& [key, value] : *metadata) {  // std::map: sorted keys
+      if (!first_meta) header += ',';
+      first_meta = false;
+      append_json_string(header, key);
+      header += ':';
+      append_json_string(header, value);
+    }
+    header += '}';
+    first = false;
+  }
+  std::uint64_t offset = 0;
+  for (const auto& entry : entries) {
+    if (!first) header += ',';
+    first = false;
+    append_json_string(header, entry.name);
+    header += ":{\"dtype\":\"";
+    header += dtype_name(entry.dtype);
+    header += "\",\"shape\":[";
+    for (std::size_t d = 0; d < entry.shape->size(); ++d) {
+      if (d) header += ',';
+      append_int(header, (*entry.shape)[d]);
+    }
+    header += "],\"data_offsets\":[";
+    append_int(header, offset);
+    offset += entry.bytes;
+    header += ',';
+    append_int(header, offset);
+    header += "]}";
+  }
+  header += '}';
+  header.append((8 - header.size() % 8) % 8, ' ');
+  if (header.size() > kMaxWrittenHeader) {
+    throw Error(ErrorCode::HeaderTooLarge, target,
+                fmt::format("the header would take {} bytes, more than the format's limit of {}",
+                            header.size(), kMaxWrittenHeader));
+  }
+  std::string out(8, '\0');
+  std::uint64_t n = header.size();
+  for (std::size_t i = 0; i < 8; ++i, n >>= 8) out[i] = static_cast<char>(n & 0xFF);
+  return out + header;
+}
+
 void append_json_string(std::string& out, std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
   out += '"';

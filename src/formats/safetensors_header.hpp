@@ -7,6 +7,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,20 @@ struct ParsedHeader {
 // DuplicateKey) with `source` as the file name.
 ParsedHeader parse_safetensors_header(std::string_view json, const std::string& source,
                                       const SafetensorsReadOptions& options);
+
+// One tensor of a header being written.
+struct HeaderEntry {
+  std::string_view name;
+  DType dtype;
+  const Shape* shape;
+  std::uint64_t bytes;
+};
+
+// The 8-byte length and the space-padded compact header the reference writer produces for
+// `entries`, given in writer order (offsets follow from it). HeaderTooLarge, naming
+// `target`, past the format's 100,000,000-byte limit. Shared by every safetensors writer.
+std::string serialize_header(const std::optional<Metadata>& metadata,
+                             std::span<const HeaderEntry> entries, const std::string& target);
 
 // Appends `text` as a JSON string the way serde_json writes it.
 void append_json_string(std::string& out, std::string_view text);

@@ -12,46 +12,13 @@ namespace peft::detail {
 
 namespace {
 
-constexpr std::uint64_t kMaxHeader = 100'000'000;  // the reference reader's cap
-
 std::string header_bytes(const std::vector<ShardEntry>& entries,
                          const std::optional<Metadata>& metadata, const std::string& target) {
-  std::string header = "{";
-  bool first = true;
-  if (metadata) {
-    header += "\"__metadata__\":{";
-    bool first_meta = true;
-    for (const auto& [key, value] : *metadata) {
-      if (!first_meta) header += ',';
-      first_meta = false;
-      formats::append_json_string(header, key);
-      header += ':';
-      formats::append_json_string(header, value);
-    }
-    header += '}';
-    first = false;
-  }
-  std::uint64_t offset = 0;
-  for (const auto& entry : entries) {
-    if (!first) header += ',';
-    first = false;
-    formats::append_json_string(header, entry.name);
-    header += fmt::format(R"(:{{"dtype":"{}","shape":[{}],"data_offsets":[{},{}]}})",
-                          dtype_name(entry.dtype), fmt::join(entry.shape, ","), offset,
-                          offset + entry.bytes);
-    offset += entry.bytes;
-  }
-  header += '}';
-  header.append((8 - header.size() % 8) % 8, ' ');
-  if (header.size() > kMaxHeader) {
-    throw Error(ErrorCode::HeaderTooLarge, target,
-                fmt::format("the header would take {} bytes, more than the format's limit of {}",
-                            header.size(), kMaxHeader));
-  }
-  std::string out(8, '\0');
-  std::uint64_t n = header.size();
-  for (std::size_t i = 0; i < 8; ++i, n >>= 8) out[i] = static_cast<char>(n & 0xFF);
-  return out + header;
+  std::vector<formats::HeaderEntry> header;
+  header.reserve(entries.size());
+  for (const auto& entry : entries)
+    header.push_back({entry.name, entry.dtype, &entry.shape, entry.bytes});
+  return formats::serialize_header(metadata, header, target);
 }
 
 }  // namespace
