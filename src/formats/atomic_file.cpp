@@ -113,6 +113,37 @@ void AtomicFile::write_all(std::span<const std::span<const std::byte>> pieces) {
   }
 }
 
+namespace {
+constexpr std::size_t kCopyBelow = std::size_t{64} << 10;   // copy pieces smaller than this
+constexpr std::size_t kFlushAbove = std::size_t{64} << 20;  // flush once this much is pending
+}  // namespace
+
+void GatheringWriter::write(std::span<const std::byte> bytes) {
+  if (bytes.empty()) return;
+  if (bytes.size() < kCopyBelow) {
+    pieces_.push_back({{}, copies_.size(), bytes.size()});
+    copies_.insert(copies_.end(), bytes.begin(), bytes.end());
+  } else {
+    pieces_.push_back({bytes, 0, bytes.size()});
+  }
+  pending_bytes_ += bytes.size();
+  if (pending_bytes_ >= kFlushAbove) flush();
+}
+
+void GatheringWriter::flush() {
+  std::vector<std::span<const std::byte>> spans;
+  spans.reserve(pieces_.size());
+  for (const auto& piece : pieces_) {
+    spans.push_back(piece.referenced.empty() ? std::span<const std::byte>(copies_).subspan(
+                                                   piece.copied_offset, piece.size)
+                                             : piece.referenced);
+  }
+  file_.write_all(spans);
+  pieces_.clear();
+  copies_.clear();
+  pending_bytes_ = 0;
+}
+
 void AtomicFile::commit() {
   if (fd_ < 0) throw Error(ErrorCode::InvalidArgument, target_.string(), "file already closed");
   if (durable_ && ::fsync(fd_) != 0) fail("fsync failed", errno);

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace peft::formats {
 
@@ -38,6 +39,30 @@ class AtomicFile {
   int fd_ = -1;
   bool durable_;
   bool committed_ = false;
+};
+
+// Collects many writes into few writev calls. Small pieces (headers, descriptors) are
+// copied; large ones are referenced and must stay alive until flush(). Why: a zip
+// writer emits a 100-byte header, the data and a 16-byte descriptor per entry, and
+// one write() each left the page cache in small folios that made every later
+// mapping of the file ~1.6x slower to fault in and unmap (measured on an 80 MB .bin).
+class GatheringWriter {
+ public:
+  explicit GatheringWriter(AtomicFile& file) : file_(file) {}
+  void write(std::span<const std::byte> bytes);
+  // Writes everything gathered so far.
+  void flush();
+
+ private:
+  struct Piece {
+    std::span<const std::byte> referenced;  // empty for a copied piece
+    std::size_t copied_offset = 0;
+    std::size_t size = 0;
+  };
+  AtomicFile& file_;
+  std::vector<Piece> pieces_;
+  std::vector<std::byte> copies_;
+  std::size_t pending_bytes_ = 0;
 };
 
 // Convenience: replace `path` with `content` atomically.

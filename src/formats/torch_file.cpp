@@ -749,7 +749,9 @@ void save_torch_file(const StateDict& tensors, const std::filesystem::path& path
   const std::string archive = archive_name_for(path, options);
   const Plan layout = plan(tensors, path.string());
   formats::AtomicFile file(path, options.durable);
-  write_archive(layout, archive, [&](std::span<const std::byte> bytes) { file.write(bytes); });
+  formats::GatheringWriter gather(file);
+  write_archive(layout, archive, [&](std::span<const std::byte> bytes) { gather.write(bytes); });
+  gather.flush();
   file.commit();
 }
 

@@ -39,7 +39,9 @@ void read_weights(AdapterSummary& summary) {
         summary.tensors.push_back({info.name, info.dtype, info.shape});
       }
     } else {
-      const StateDict weights = load_torch_file(summary.weights_file);
+      TorchReadOptions read;
+      read.verify_crc = true;  // a diagnostic read: report damaged records too
+      const StateDict weights = load_torch_file(summary.weights_file, read);
       for (const auto& [name, tensor] : weights) {
         summary.tensors.push_back({name, tensor.dtype(), tensor.shape()});
       }
