@@ -19,6 +19,7 @@
 #include "peft/error.hpp"
 #include "peft/merge.hpp"
 #include "peft/safetensors.hpp"
+#include "peft/torch_file.hpp"
 #include "synthetic_model.hpp"
 #include "test_support.hpp"
 
@@ -209,7 +210,13 @@ TEST(OpenCheckpoint, FileFolderHubCacheAndNotFound) {
   save_safetensors(state, dir / "single" / "model.safetensors");
   const auto from_file = open_checkpoint((dir / "single" / "model.safetensors").string());
   EXPECT_FALSE(from_file.index.has_value());
-  EXPECT_TRUE(from_file.folder.empty());
+  // transformers' file name: the file stands for its folder (whose other files are copied).
+  EXPECT_EQ(from_file.folder, dir / "single");
+  fs::copy_file(dir / "single" / "model.safetensors", dir / "single" / "weights.safetensors");
+  testing::write_model_config(dir / "single", false);
+  const auto from_other_file = open_checkpoint((dir / "single" / "weights.safetensors").string());
+  EXPECT_TRUE(from_other_file.folder.empty());
+  EXPECT_EQ(from_other_file.config, dir / "single" / "config.json");
   const auto from_folder = open_checkpoint((dir / "single").string());
   EXPECT_EQ(from_folder.folder, dir / "single");
   expect_same_bytes(load_checkpoint(from_folder), state);
@@ -231,6 +238,54 @@ TEST(OpenCheckpoint, FileFolderHubCacheAndNotFound) {
   fs::create_directories(dir / "empty");
   EXPECT_PEFT_ERROR(open_checkpoint((dir / "empty").string()), ErrorCode::NotFound,
                     "model.safetensors");
+  EXPECT_PEFT_ERROR(open_checkpoint((dir / "empty").string()), ErrorCode::NotFound,
+                    "pytorch_model.bin.index.json");
+}
+
+// `state` as PyTorch .bin shards with pytorch_model.bin.index.json (or one pytorch_model.bin),
+// split like write_shards.
+void write_bin_shards(const fs::path& dir, const StateDict& state, std::size_t shards) {
+  const fs::path staging = dir.string() + "-staging";
+  write_shards(staging, state, shards);
+  fs::create_directories(dir);
+  std::vector<std::pair<std::string, std::string>> weight_map;
+  for (std::size_t s = 0; s < shards; ++s) {
+    const auto part = SafetensorsFile::open(staging / shard_file_name(s, shards)).state_dict();
+    std::string name = shards == 1 ? std::string("pytorch_model.bin")
+                                   : fmt::format("pytorch_model-{:05}-of-{:05}.bin", s + 1, shards);
+    save_torch_file(part, dir / name);
+    for (const auto& [key, tensor] : part) weight_map.emplace_back(key, name);
+  }
+  if (shards > 1) {
+    write_text(dir / "pytorch_model.bin.index.json",
+               checkpoint_index_json(weight_map, state.total_bytes()));
+  }
+  fs::remove_all(staging);
+}
+
+TEST(OpenCheckpoint, PyTorchBinFolders) {
+  testing::TempDir dir;
+  const StateDict state = testing::synthetic_state({});
+  for (std::size_t shards : {1u, 3u}) {
+    const fs::path folder = dir / fmt::format("bin{}", shards);
+    write_bin_shards(folder, state, shards);
+    const auto layout = open_checkpoint(folder.string());
+    EXPECT_EQ(layout.shards.size(), shards);
+    EXPECT_EQ(layout.index.has_value(), shards > 1);
+    EXPECT_EQ(layout.folder, folder);
+    expect_same_bytes(load_checkpoint(layout), state);
+  }
+  // safetensors wins when a folder has both, as in transformers.
+  write_shards(dir / "bin1", state, 2);
+  EXPECT_EQ(open_checkpoint((dir / "bin1").string()).shards[0].file_name, shard_file_name(0, 2));
+  // A damaged .bin shard is named.
+  const fs::path broken = dir / "bin3" / "pytorch_model-00002-of-00003.bin";
+  const auto bytes = testing::read_bytes(broken);
+  std::ofstream(broken, std::ios::binary | std::ios::trunc)
+      .write(reinterpret_cast<const char*>(bytes.data()),
+             static_cast<std::streamsize>(bytes.size() / 2));
+  EXPECT_PEFT_ERROR(open_checkpoint((dir / "bin3").string()), ErrorCode::InvalidZip,
+                    "pytorch_model-00002-of-00003.bin");
 }
 
 // --- merging --------------------------------------------------------------------------
@@ -345,6 +400,48 @@ TEST(MergeCheckpoint, CopiesNonWeightFilesOnly) {
   EXPECT_FALSE(fs::exists(out / "pytorch_model.bin"));
   EXPECT_FALSE(fs::exists(out / ".gitattributes"));
   EXPECT_FALSE(fs::exists(out / "original"));
+}
+
+TEST(MergeCheckpoint, PyTorchBinBaseGivesTheSameFilesAsItsSafetensors) {
+  auto s = sharded_with_lora({.layers = 3, .hidden = 32, .intermediate = 48}, 2);
+  const fs::path bin_base = s->dir / "bin-base";
+  write_bin_shards(bin_base, s->state, 2);
+  fs::copy_file(s->dir / "base" / "config.json", bin_base / "config.json");
+  merge_checkpoint((s->dir / "base").string(), {s->lora}, {}, s->dir / "from-st");
+  const auto result = merge_checkpoint(bin_base.string(), {s->lora}, {}, s->dir / "from-bin");
+  EXPECT_EQ(result.changed, 3u * 7u);
+  // Output is safetensors either way; the .bin files and their index are not copied.
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(s->dir / "from-bin")) {
+    names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"config.json", "model-00001-of-00002.safetensors",
+                                             "model-00002-of-00002.safetensors",
+                                             "model.safetensors.index.json"}));
+  for (const auto& name : names) {
+    EXPECT_EQ(testing::read_bytes(s->dir / "from-bin" / name),
+              testing::read_bytes(s->dir / "from-st" / name))
+        << name;
+  }
+}
+
+TEST(MergeCheckpoint, SingleFileBaseBringsItsConfig) {
+  auto s = sharded_with_lora({}, 1);
+  const fs::path base = s->dir / "base";
+  write_text(base / "tokenizer.json", "{}");
+  // transformers' name: the folder's other files come along.
+  auto result =
+      merge_checkpoint((base / "model.safetensors").string(), {s->lora}, {}, s->dir / "standard");
+  EXPECT_EQ(result.copied, (std::vector<std::string>{"config.json", "tokenizer.json"}));
+  // Any other name: only the model's config.json.
+  fs::rename(base / "model.safetensors", base / "finetuned.safetensors");
+  result =
+      merge_checkpoint((base / "finetuned.safetensors").string(), {s->lora}, {}, s->dir / "other");
+  EXPECT_EQ(result.copied, std::vector<std::string>{"config.json"});
+  EXPECT_EQ(testing::read_text(s->dir / "other" / "config.json"),
+            testing::read_text(base / "config.json"));
+  EXPECT_TRUE(fs::exists(s->dir / "other" / "model.safetensors"));
 }
 
 TEST(MergeCheckpoint, RefusesToOverwrite) {

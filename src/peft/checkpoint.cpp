@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "peft/checkpoint_shard_file.hpp"
 #include "peft/error.hpp"
 #include "peft/safetensors.hpp"
 
@@ -21,6 +22,8 @@ namespace {
 
 constexpr const char* kSingle = "model.safetensors";
 constexpr const char* kIndex = "model.safetensors.index.json";
+constexpr const char* kBinSingle = "pytorch_model.bin";
+constexpr const char* kBinIndex = "pytorch_model.bin.index.json";
 constexpr std::size_t kListed = 5;  // names quoted in a message before "and N more"
 
 std::string read_text(const fs::path& path) {
@@ -47,14 +50,14 @@ std::optional<fs::path> existing(const fs::path& path) {
 }
 
 CheckpointLayout single_file(const fs::path& file, std::string source) {
-  const SafetensorsFile st = SafetensorsFile::open(file);
+  const auto st = detail::ShardFile::open(file);
   CheckpointShard shard;
   shard.path = file;
   shard.file_name = file.filename().string();
   shard.file_size = st.file_size();
   for (const auto& info : st.tensors()) {
     shard.names.push_back(info.name);
-    shard.bytes += info.end - info.begin;
+    shard.bytes += info.nbytes;
   }
   CheckpointLayout layout;
   layout.source = std::move(source);
@@ -166,7 +169,7 @@ CheckpointLayout read_checkpoint_index(const fs::path& index_file) {
                               "not exist",
                               file, names.size(), names.front()));
     }
-    const SafetensorsFile st = SafetensorsFile::open(path);
+    const auto st = detail::ShardFile::open(path);
     std::vector<std::string> missing;
     for (const auto& name : names) {
       if (!st.contains(name)) missing.push_back(name);
@@ -189,7 +192,7 @@ CheckpointLayout read_checkpoint_index(const fs::path& index_file) {
         continue;
       }
       shard.names.push_back(info.name);
-      shard.bytes += info.end - info.begin;
+      shard.bytes += info.nbytes;
     }
     layout.shards.push_back(std::move(shard));
   }
@@ -212,34 +215,38 @@ CheckpointLayout open_checkpoint(const std::string& path_or_id, const AdapterLoc
   const fs::path given(path_or_id);
   if (location.subfolder.empty() && fs::is_regular_file(given, ec)) {
     CheckpointLayout layout = single_file(given, path_or_id);
+    // A file with transformers' standard name is a checkpoint folder's weights: its
+    // tokenizer and configs travel with it. Any other file brings only config.json.
+    const std::string name = given.filename().string();
+    if (name == kSingle || name == kBinSingle) layout.folder = given.parent_path();
     layout.config = existing(given.parent_path() / "config.json");
     return layout;
   }
   const fs::path folder = resolve_adapter_folder(path_or_id, location);
-  if (const auto index = existing(folder / kIndex)) {
-    CheckpointLayout layout = read_checkpoint_index(*index);
-    layout.source = path_or_id;
-    return layout;
+  // transformers' preference: safetensors (sharded, then single), then PyTorch .bin.
+  for (const char* index_name : {kIndex, kBinIndex}) {
+    if (const auto index = existing(folder / index_name)) {
+      CheckpointLayout layout = read_checkpoint_index(*index);
+      layout.source = path_or_id;
+      return layout;
+    }
+    const char* single_name = index_name == kIndex ? kSingle : kBinSingle;
+    if (const auto file = existing(folder / single_name)) {
+      CheckpointLayout layout = single_file(*file, path_or_id);
+      layout.folder = folder;
+      layout.config = existing(folder / "config.json");
+      return layout;
+    }
   }
-  if (const auto file = existing(folder / kSingle)) {
-    CheckpointLayout layout = single_file(*file, path_or_id);
-    layout.folder = folder;
-    layout.config = existing(folder / "config.json");
-    return layout;
-  }
-  const bool has_bin = existing(folder / "pytorch_model.bin").has_value() ||
-                       existing(folder / "pytorch_model.bin.index.json").has_value();
   throw Error(ErrorCode::NotFound, path_or_id,
-              fmt::format("{} holds neither {} nor {}{}", folder.string(), kIndex, kSingle,
-                          has_bin ? " (only PyTorch .bin weights, which peftcpp does not merge "
-                                    "into: convert them to safetensors first)"
-                                  : ""));
+              fmt::format("{} holds none of {}, {}, {}, {}", folder.string(), kIndex, kSingle,
+                          kBinIndex, kBinSingle));
 }
 
 StateDict load_checkpoint(const CheckpointLayout& layout) {
   StateDict out;
   for (const auto& shard : layout.shards) {
-    const SafetensorsFile st = SafetensorsFile::open(shard.path);
+    const auto st = detail::ShardFile::open(shard.path);
     for (const auto& name : shard.names) out.set(name, st.tensor(name));
   }
   return out;

@@ -46,6 +46,22 @@ void set_dtype_fields(nlohmann::json& config, const std::string& name, int depth
   }
 }
 
+// Everything but weights and hidden files, sorted. Hub snapshots hold symlinks into
+// blobs/: is_regular_file follows them.
+void list_non_weight_files(const fs::path& folder, std::vector<fs::path>& files) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(folder, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with(".") || is_weight_file(name) || !entry.is_regular_file(ec)) continue;
+    files.push_back(entry.path());
+  }
+  if (ec) {
+    throw Error(ErrorCode::Io, folder.string(),
+                fmt::format("cannot list the folder: {}", ec.message()));
+  }
+  std::sort(files.begin(), files.end());
+}
+
 }  // namespace
 
 void prepare_output_folder(const fs::path& out, const CheckpointLayout* base, bool force) {
@@ -87,20 +103,13 @@ void remove_stale_weights(const fs::path& out, const std::vector<std::string>& w
 std::vector<std::string> copy_non_weight_files(const CheckpointLayout& base, const fs::path& out,
                                                std::optional<DType> dtype, bool durable) {
   std::vector<std::string> copied;
-  if (base.folder.empty()) return copied;
   std::vector<fs::path> files;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(base.folder, ec)) {
-    const std::string name = entry.path().filename().string();
-    // Hub snapshots hold symlinks into blobs/: is_regular_file follows them.
-    if (name.starts_with(".") || is_weight_file(name) || !entry.is_regular_file(ec)) continue;
-    files.push_back(entry.path());
+  if (base.folder.empty()) {
+    // A weights file with a name of its own: of its folder, only the model's config.json.
+    if (base.config) files.push_back(*base.config);
+  } else {
+    list_non_weight_files(base.folder, files);
   }
-  if (ec) {
-    throw Error(ErrorCode::Io, base.folder.string(),
-                fmt::format("cannot list the folder: {}", ec.message()));
-  }
-  std::sort(files.begin(), files.end());
   for (const auto& file : files) {
     const std::string name = file.filename().string();
     const formats::FileBytes bytes = formats::map_file(file);

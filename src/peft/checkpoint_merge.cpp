@@ -14,6 +14,7 @@
 
 #include "peft/checkpoint.hpp"
 #include "peft/checkpoint_output.hpp"
+#include "peft/checkpoint_shard_file.hpp"
 #include "peft/error.hpp"
 #include "peft/safetensors.hpp"
 
@@ -145,9 +146,9 @@ std::vector<Item> list_items(const CheckpointLayout& layout, std::optional<DType
   std::vector<Item> items;
   items.reserve(layout.tensor_count());
   for (std::size_t s = 0; s < layout.shards.size(); ++s) {
-    const SafetensorsFile file = SafetensorsFile::open(layout.shards[s].path);
+    const auto file = detail::ShardFile::open(layout.shards[s].path);
     for (const auto& name : layout.shards[s].names) {
-      const SafetensorsTensorInfo* info = file.info(name);
+      const detail::ShardTensorInfo* info = file.info(name);
       Item item;
       item.name = name;
       item.input_shard = s;
@@ -182,7 +183,7 @@ std::vector<OutputShard> plan_output(const CheckpointLayout& layout, const std::
     shard.items = std::move(groups[g]);
     // Kept boundaries keep the shard's metadata; new shards get what save_pretrained writes.
     if (!write.max_shard_size) {
-      shard.metadata = SafetensorsFile::open(layout.shards[g].path).metadata();
+      shard.metadata = detail::ShardFile::open(layout.shards[g].path).metadata();
     } else {
       shard.metadata = Metadata{{"format", "pt"}};
     }
@@ -263,7 +264,7 @@ class CheckpointStream {
       it = needed.count(it->first) ? std::next(it) : open_.erase(it);
     }
     for (std::size_t s : needed) {
-      if (!open_.count(s)) open_.emplace(s, SafetensorsFile::open(layout_.shards[s].path));
+      if (!open_.count(s)) open_.emplace(s, detail::ShardFile::open(layout_.shards[s].path));
     }
   }
 
@@ -276,7 +277,7 @@ class CheckpointStream {
   }
 
   Tensor produce(const Item& item) const {
-    const SafetensorsFile& file = open_.at(item.input_shard);
+    const detail::ShardFile& file = open_.at(item.input_shard);
     Tensor tensor = file.tensor(item.name);  // a view of the mapping
     try {
       if (item.cast) tensor = tensor.to(item.out_dtype);
@@ -321,7 +322,7 @@ class CheckpointStream {
   unsigned threads_ = 1;
   std::uint64_t budget_ = 0;
   std::vector<Item> items_;
-  std::map<std::size_t, SafetensorsFile> open_;
+  std::map<std::size_t, detail::ShardFile> open_;
   CheckpointProgress progress_;
 };
 
