@@ -24,7 +24,7 @@ struct CheckpointOptions {
   std::string base, out, dtype, max_shard_size, extras, revision = "main", combination = "svd";
   std::vector<std::string> adapters;
   std::vector<double> weights;
-  bool safe_merge = false, force = false;
+  bool safe_merge = false, force = false, no_autocast = false;
   unsigned threads = 0;
   int svd_rank = 0;
 };
@@ -148,6 +148,9 @@ void add_common_options(CLI::App* cmd, CheckpointOptions& o) {
                   "indices), as a .safetensors file");
   cmd->add_option("--revision", o.revision, "revision for Hub ids found in the cache");
   cmd->add_flag("--force", o.force, "write into an existing non-empty folder");
+  cmd->add_flag("--no-autocast", o.no_autocast,
+                "the adapter was loaded with autocast_adapter_dtype=False: its half-precision "
+                "factors are used as they are instead of in float32 (PEFT's default)");
 }
 
 peft::CheckpointWriteOptions write_options(const CheckpointOptions& o, const GlobalOptions& global,
@@ -185,9 +188,11 @@ void register_merge(CLI::App& app, GlobalOptions& global) {
   auto o = std::make_shared<CheckpointOptions>();
   CLI::App* cmd = app.add_subcommand(
       "merge", "merge adapters into a base checkpoint (PEFT's merge_and_unload), shard by shard");
-  cmd->add_option("--base", o->base,
-                  "base checkpoint: a .safetensors file, a folder (model.safetensors or "
-                  "model.safetensors.index.json) or a Hub id in the cache")
+  cmd->add_option(
+         "--base", o->base,
+         "base checkpoint: a .safetensors or .bin file, a folder (model.safetensors[.index.json], "
+         "else pytorch_model.bin[.index.json]) or a Hub id in the cache; written as "
+         "safetensors")
       ->required();
   add_common_options(cmd, *o);
   cmd->add_option("--weights", o->weights,
@@ -216,6 +221,7 @@ void register_merge(CLI::App& app, GlobalOptions& global) {
     std::vector<std::string> warnings;
     peft::MergeOptions options;
     options.safe_merge = o->safe_merge;
+    options.autocast_adapter_dtype = !o->no_autocast;
     options.warnings = &warnings;
     if (!o->weights.empty()) {
       std::string name = "combined";
@@ -258,6 +264,7 @@ void register_unmerge(CLI::App& app, GlobalOptions& global) {
     auto adapters = load_adapters(*o, location);
     std::vector<std::string> warnings;
     peft::MergeOptions options;
+    options.autocast_adapter_dtype = !o->no_autocast;
     options.warnings = &warnings;
     for (const auto& a : adapters) options.adapter_names.push_back(a.name);
     std::unique_ptr<ProgressBar> bar;

@@ -35,6 +35,7 @@ struct FixtureMerge {
   fs::path dir;
   std::string output;  // the expected file
   bool safe_merge = false;
+  bool autocast = true;  // autocast_adapter_dtype when PEFT loaded the adapter
   double atol = 0, rtol = 0;
 };
 
@@ -57,7 +58,6 @@ std::vector<FixtureMerge> fixture_merges() {
       const json& args = record["merge_args"];
       if (args.value("kind", std::string()) != "merge_and_unload") continue;
       if (args.contains("adapter_names") && !args["adapter_names"].is_null()) continue;
-      if (!args.value("autocast_adapter_dtype_on_load", true)) continue;
       FixtureMerge m;
       m.name = dir.filename().string() + (file == "merged_model.safetensors" ? "" : "_" + file);
       std::replace_if(
@@ -65,6 +65,7 @@ std::vector<FixtureMerge> fixture_merges() {
       m.dir = dir;
       m.output = file;
       m.safe_merge = args.value("safe_merge", false);
+      m.autocast = args.value("autocast_adapter_dtype_on_load", true);
       m.atol = record["suggested_tolerance"]["atol"].get<double>();
       m.rtol = record["suggested_tolerance"]["rtol"].get<double>();
       out.push_back(std::move(m));
@@ -130,6 +131,7 @@ TEST_P(CliMergeFixture, MatchesPeft) {
                                    "--out",
                                    (tmp / "out").string()};
   if (m.safe_merge) args.push_back("--safe-merge");
+  if (!m.autocast) args.push_back("--no-autocast");
   if (fs::exists(m.dir / "reference_extras.safetensors")) {
     args.push_back("--extras");
     args.push_back((m.dir / "reference_extras.safetensors").string());
