@@ -1,9 +1,11 @@
 #include "merge/dense.hpp"
 
 #include <cblas.h>
+#include <lapacke.h>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -64,47 +66,57 @@ Mat matmul(const Mat& a, const Mat& b) {
   return c;
 }
 
-Mat inverse(const Mat& a) {
+namespace {
+
+int lapack_size(std::size_t n) {
+  if (n > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+    throw Error(ErrorCode::LimitExceeded, "", fmt::format("matrix dimension {} is too large", n));
+  }
+  return static_cast<int>(n);
+}
+
+void require_square(const Mat& a, std::string_view what) {
   if (a.rows != a.cols) {
     throw Error(ErrorCode::ShapeMismatch, "",
-                fmt::format("cannot invert a non-square [{}, {}] matrix", a.rows, a.cols));
+                fmt::format("cannot {} a non-square [{}, {}] matrix", what, a.rows, a.cols));
   }
-  const std::size_t n = a.rows;
-  Mat work = a;
-  Mat inv = identity(n);
-  for (std::size_t col = 0; col < n; ++col) {
-    std::size_t pivot = col;
-    for (std::size_t r = col + 1; r < n; ++r) {
-      if (std::abs(work(r, col)) > std::abs(work(pivot, col))) pivot = r;
-    }
-    if (work(pivot, col) == 0.0) {
-      throw Error(ErrorCode::InvalidArgument, "", "matrix is singular and cannot be inverted");
-    }
-    if (pivot != col) {
-      for (std::size_t c = 0; c < n; ++c) {
-        std::swap(work(pivot, c), work(col, c));
-        std::swap(inv(pivot, c), inv(col, c));
-      }
-    }
-    const double d = work(col, col);
-    for (std::size_t c = 0; c < n; ++c) {
-      work(col, c) /= d;
-      inv(col, c) /= d;
-    }
-    for (std::size_t r = 0; r < n; ++r) {
-      if (r == col || work(r, col) == 0.0) continue;
-      const double f = work(r, col);
-      for (std::size_t c = 0; c < n; ++c) {
-        work(r, c) -= f * work(col, c);
-        inv(r, c) -= f * inv(col, c);
-      }
-    }
-  }
+}
+
+[[noreturn]] void singular() {
+  throw Error(ErrorCode::InvalidArgument, "", "matrix is singular and cannot be inverted");
+}
+
+}  // namespace
+
+Mat inverse(const Mat& a) {
+  require_square(a, "invert");
+  const int n = lapack_size(a.rows);
+  if (n == 0) return a;
+  Mat inv = a;
+  std::vector<lapack_int> pivots(a.rows);
+  if (LAPACKE_dgetrf(LAPACK_ROW_MAJOR, n, n, inv.v.data(), n, pivots.data()) != 0) singular();
+  if (LAPACKE_dgetri(LAPACK_ROW_MAJOR, n, inv.v.data(), n, pivots.data()) != 0) singular();
   return inv;
 }
 
+// x a = b  <=>  a^T x^T = b^T, one LU solve (dgesv) for all of b's rows.
 Mat solve_right(const Mat& b, const Mat& a) {
-  return matmul(b, inverse(a));
+  require_square(a, "solve with");
+  if (b.cols != a.rows) {
+    throw Error(ErrorCode::ShapeMismatch, "",
+                fmt::format("cannot solve x [{}, {}] = [{}, {}]", a.rows, a.cols, b.rows, b.cols));
+  }
+  const int n = lapack_size(a.rows);
+  const int rhs = lapack_size(b.rows);
+  if (n == 0 || rhs == 0) return Mat(b.rows, b.cols);
+  Mat at = transpose(a);
+  Mat bt = transpose(b);  // [n, rhs]
+  std::vector<lapack_int> pivots(a.rows);
+  if (LAPACKE_dgesv(LAPACK_ROW_MAJOR, n, rhs, at.v.data(), n, pivots.data(), bt.v.data(), rhs) !=
+      0) {
+    singular();
+  }
+  return transpose(bt);
 }
 
 void add_scaled(Mat& into, const Mat& m, double factor) {
@@ -116,73 +128,25 @@ void add_scaled(Mat& into, const Mat& m, double factor) {
   for (std::size_t i = 0; i < into.v.size(); ++i) into.v[i] += factor * m.v[i];
 }
 
-namespace {
-
-// One-sided Jacobi on the columns of `a` (rows >= cols): rotates column pairs until they
-// are orthogonal; the column norms are then the singular values.
-Svd jacobi_tall(const Mat& a) {
-  const std::size_t m = a.rows;
-  const std::size_t n = a.cols;
-  Mat u = a;
-  Mat v = identity(n);
-  for (int sweep = 0; sweep < 100; ++sweep) {
-    double off = 0.0;
-    for (std::size_t p = 0; p + 1 < n; ++p) {
-      for (std::size_t q = p + 1; q < n; ++q) {
-        double alpha = 0.0, beta = 0.0, gamma = 0.0;
-        for (std::size_t i = 0; i < m; ++i) {
-          alpha += u(i, p) * u(i, p);
-          beta += u(i, q) * u(i, q);
-          gamma += u(i, p) * u(i, q);
-        }
-        if (gamma == 0.0) continue;
-        off = std::max(off, std::abs(gamma) / std::sqrt(alpha * beta));
-        const double zeta = (beta - alpha) / (2.0 * gamma);
-        const double t = (zeta >= 0 ? 1.0 : -1.0) / (std::abs(zeta) + std::sqrt(1.0 + zeta * zeta));
-        const double c = 1.0 / std::sqrt(1.0 + t * t);
-        const double s = c * t;
-        for (std::size_t i = 0; i < m; ++i) {
-          const double up = u(i, p), uq = u(i, q);
-          u(i, p) = c * up - s * uq;
-          u(i, q) = s * up + c * uq;
-        }
-        for (std::size_t i = 0; i < n; ++i) {
-          const double vp = v(i, p), vq = v(i, q);
-          v(i, p) = c * vp - s * vq;
-          v(i, q) = s * vp + c * vq;
-        }
-      }
-    }
-    if (off < 1e-15) break;
-  }
-  std::vector<double> s(n);
-  for (std::size_t j = 0; j < n; ++j) {
-    double norm = 0.0;
-    for (std::size_t i = 0; i < m; ++i) norm += u(i, j) * u(i, j);
-    s[j] = std::sqrt(norm);
-    if (s[j] > 0.0) {
-      for (std::size_t i = 0; i < m; ++i) u(i, j) /= s[j];
-    }
-  }
-  std::vector<std::size_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t x, std::size_t y) { return s[x] > s[y]; });
-  Svd out{Mat(m, n), std::vector<double>(n), Mat(n, n)};
-  for (std::size_t k = 0; k < n; ++k) {
-    out.s[k] = s[order[k]];
-    for (std::size_t i = 0; i < m; ++i) out.u(i, k) = u(i, order[k]);
-    for (std::size_t i = 0; i < n; ++i) out.v(i, k) = v(i, order[k]);
-  }
-  return out;
-}
-
-}  // namespace
-
+// Thin SVD by LAPACK's divide and conquer (dgesdd), the routine torch.linalg.svd uses on CPU.
 Svd svd(const Mat& a) {
-  if (a.rows >= a.cols) return jacobi_tall(a);
-  Svd t = jacobi_tall(transpose(a));
-  return Svd{t.v, t.s, t.u};
+  const std::size_t k = std::min(a.rows, a.cols);
+  Svd out{Mat(a.rows, k), std::vector<double>(k), Mat(k, a.cols)};
+  if (k == 0) {
+    out.v = Mat(a.cols, 0);
+    return out;
+  }
+  Mat work = a;  // dgesdd overwrites its input
+  const int m = lapack_size(a.rows), n = lapack_size(a.cols), kk = lapack_size(k);
+  const lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', m, n, work.v.data(), n,
+                                         out.s.data(), out.u.v.data(), kk, out.v.v.data(), n);
+  if (info != 0) {
+    throw Error(ErrorCode::InvalidArgument, "",
+                fmt::format("the SVD of a [{}, {}] matrix did not converge (LAPACK dgesdd info {})",
+                            a.rows, a.cols, info));
+  }
+  out.v = transpose(out.v);  // V^T [k, cols] -> V [cols, k]
+  return out;
 }
 
 void round_to_dtype(std::vector<double>& values, DType dtype) {

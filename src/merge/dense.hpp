@@ -1,8 +1,7 @@
 // Small dense float64 linear algebra for the merge rules. Every rule computes in float64
 // and rounds once to the base dtype, which stays within the fixtures' tolerance of PEFT's
 // float32 arithmetic (their tolerance is measured against a float64 reference). Products
-// go through BLAS (cblas_dgemm); inverses are a pivoted Gauss-Jordan, so nothing here
-// needs LAPACK.
+// go through BLAS (cblas_dgemm), inverses, solves and SVDs through LAPACK (OpenBLAS's).
 #pragma once
 
 #include <cstddef>
@@ -34,14 +33,13 @@ Mat as_matrix(const Tensor& tensor, std::size_t rows, std::size_t cols, std::str
 Mat transpose(const Mat& m);
 // a @ b (a is [n, k], b is [k, m]); ShapeMismatch when the inner sizes differ.
 Mat matmul(const Mat& a, const Mat& b);
-// a^{-1} by Gauss-Jordan with partial pivoting; InvalidArgument when singular.
+// a^{-1} by LU with partial pivoting (dgetrf/dgetri); InvalidArgument when singular.
 Mat inverse(const Mat& a);
 // x with x @ a = b, i.e. b @ a^{-1}.
 Mat solve_right(const Mat& b, const Mat& a);
 void add_scaled(Mat& into, const Mat& m, double factor);
 
-// Singular value decomposition a = U diag(s) V^T (one-sided Jacobi; adequate for the
-// adapter sizes merged here), singular values in descending order.
+// Thin singular value decomposition a = U diag(s) V^T, singular values in descending order.
 struct Svd {
   Mat u;  // [rows, k]
   std::vector<double> s;
