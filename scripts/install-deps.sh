@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages peftcpp needs, only those that are missing.
 set -euo pipefail
 packages=(build-essential cmake pkg-config git
-  nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libdeflate-dev libopenblas-dev liblapacke-dev
+  nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libdeflate-dev libopenblas-dev liblapacke-dev libfftw3-dev
   libgtest-dev libgmock-dev libbenchmark-dev)
 missing=()
 for p in "${packages[@]}"; do

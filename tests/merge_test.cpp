@@ -2,6 +2,10 @@
 // unknown adapters and methods, unmerge refusals, streaming entry points.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <map>
+#include <numbers>
+
 #include "peft/error.hpp"
 #include "peft/merge.hpp"
 #include "test_support.hpp"
@@ -40,6 +44,46 @@ TEST(Merge, AddsScaledProduct) {
   // s = 4 / 2; W[0,0] = s * sum_k B[0,k] A[k,0].
   const double expected = 2.0 * (0.2f * 0.1f + 0.21f * 0.14f);  // A[1,0] is element 4
   EXPECT_NEAR(values[0], expected, 1e-6);
+}
+
+// FourierFT through FFTW against the definition, Re(ifft2(D)) summed term by term, on even
+// and odd sizes and with a repeated position (the last value counts, as torch assigns).
+TEST(Merge, FourierftMatchesTheDefinitionOnAnySize) {
+  for (const auto& [rows, cols] : {std::pair{4, 6}, {5, 7}, {6, 9}, {1, 3}}) {
+    const std::vector<std::int64_t> row = {0, rows - 1, rows / 2, 1 % rows, rows - 1};
+    const std::vector<std::int64_t> col = {0, cols / 2, cols - 1, 2 % cols, cols / 2};
+    const std::vector<float> values = {0.5f, -1.25f, 2.0f, 0.75f, 3.0f};  // #4 repeats #1
+    std::vector<std::int64_t> positions = row;
+    positions.insert(positions.end(), col.begin(), col.end());
+    PeftConfig config = PeftConfig::make(PeftType::FOURIERFT);
+    config.mutable_json()["target_modules"] = {"lin"};
+    config.mutable_json()["scaling"] = 10.0;
+    StateDict weights, extras;
+    weights.set("base_model.model.lin.fourierft_spectrum",
+                Tensor::from_floats(DType::F32, {5}, values));
+    extras.set("lin.fourierft_indices", Tensor::from_ints(DType::I64, {2, 5}, positions));
+    StateDict base;
+    const auto out = static_cast<std::uint64_t>(rows), in = static_cast<std::uint64_t>(cols);
+    base.set("lin.weight", Tensor::zeros(DType::F64, {out, in}));
+    const auto merged =
+        merge_adapters(base, {MergeAdapter{"default", config, weights, extras}}).at("lin.weight");
+    const auto got = merged.to_doubles();
+    std::map<std::pair<std::int64_t, std::int64_t>, double> dense;  // the last value counts
+    for (std::size_t e = 0; e < values.size(); ++e) dense[{row[e], col[e]}] = values[e];
+    for (int p = 0; p < rows; ++p) {
+      for (int q = 0; q < cols; ++q) {
+        double want = 0;
+        for (const auto& [at, value] : dense) {
+          const double turns =
+              static_cast<double>(p * at.first) / rows + static_cast<double>(q * at.second) / cols;
+          want += value * std::cos(2 * std::numbers::pi * turns);
+        }
+        want *= 10.0 / (rows * cols);
+        EXPECT_NEAR(got[static_cast<std::size_t>(p * cols + q)], want, 1e-12)
+            << rows << "x" << cols << " at " << p << "," << q;
+      }
+    }
+  }
 }
 
 TEST(Merge, ShapeMismatchNamesModule) {

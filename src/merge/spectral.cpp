@@ -1,9 +1,14 @@
 // FourierFT: a sparse spectrum at fixed positions, W += scaling * Re(ifft2(D)). The
 // positions come from torch.randperm at load time; they are an input (MergeAdapter::extras).
-// The inverse DFT is evaluated through cos(a + b) = cos a cos b - sin a sin b, i.e. two
-// products [out, n] x [n, in].
-#include <cmath>
-#include <numbers>
+//
+// D is real, so Re(ifft2(D)) = ifft2(H) with H[k, l] = (D[k, l] + D[-k, -l]) / 2, its
+// Hermitian part (the rest transforms to a purely imaginary matrix). H is Hermitian, so
+// FFTW's complex-to-real transform computes the result from half of H, in O(MN log MN).
+#include <fftw3.h>
+
+#include <memory>
+#include <mutex>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -11,6 +16,61 @@
 #include "peft/error.hpp"
 
 namespace peft::merge {
+namespace {
+
+// FFTW's planner is not thread-safe (fftw_execute is); tensors merge in parallel.
+std::mutex& fftw_planner_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+struct FftwFree {
+  void operator()(void* p) const { fftw_free(p); }
+};
+
+// Re(ifft2(dense)) of a real [rows, cols] matrix given as its nonzero entries, scaled by
+// `factor` / (rows * cols) like torch.fft.ifft2 (norm="backward").
+Mat real_inverse_dft(std::size_t rows, std::size_t cols, const std::vector<std::int64_t>& idx,
+                     const Values& values, double factor) {
+  const std::size_t half = cols / 2 + 1;
+  std::unique_ptr<fftw_complex[], FftwFree> spectrum(
+      static_cast<fftw_complex*>(fftw_malloc(sizeof(fftw_complex) * rows * half)));
+  Mat out(rows, cols);
+  if (!spectrum) throw std::bad_alloc();
+  std::fill_n(&spectrum[0][0], 2 * rows * half, 0.0);
+  // torch's indexed assignment: of repeated positions, the last value counts.
+  const std::size_t n = values.size();
+  std::unordered_map<std::size_t, std::size_t> last_entry_at;
+  for (std::size_t e = 0; e < n; ++e) {
+    last_entry_at[static_cast<std::size_t>(idx[e]) * cols + static_cast<std::size_t>(idx[n + e])] =
+        e;
+  }
+  // D[k, l] gives half to H[k, l] and half to H[-k, -l]; only columns <= cols / 2 are stored.
+  for (const auto& [position, e] : last_entry_at) {
+    const std::size_t k = position / cols, l = position % cols;
+    const std::size_t mk = (rows - k) % rows, ml = (cols - l) % cols;
+    if (l < half) spectrum[k * half + l][0] += 0.5 * values[e];
+    if (ml < half) spectrum[mk * half + ml][0] += 0.5 * values[e];
+  }
+  fftw_plan plan = nullptr;
+  {
+    const std::lock_guard lock(fftw_planner_mutex());
+    plan = fftw_plan_dft_c2r_2d(static_cast<int>(rows), static_cast<int>(cols), spectrum.get(),
+                                out.v.data(), FFTW_ESTIMATE);
+  }
+  if (plan == nullptr)
+    throw Error(ErrorCode::InvalidArgument, "", "FFTW could not plan the transform");
+  fftw_execute(plan);
+  {
+    const std::lock_guard lock(fftw_planner_mutex());
+    fftw_destroy_plan(plan);
+  }
+  const double scale = factor / static_cast<double>(rows * cols);
+  for (double& v : out.v) v *= scale;
+  return out;
+}
+
+}  // namespace
 
 void build_fourierft(const ModuleInput& in, std::vector<Op>& ops) {
   const Values spectrum = in.param("fourierft_spectrum").to_doubles();
@@ -26,33 +86,16 @@ void build_fourierft(const ModuleInput& in, std::vector<Op>& ops) {
   Op op = in.op(in.weight_key());
   op.delta = [=](const Shape& shape) {
     const Layout layout = natural_layout(shape, fan_in_fan_out);
-    const std::size_t out = layout.out, cols = layout.in;
-    Mat cr(out, n), sr(out, n), cc(n, cols), sc(n, cols);
     for (std::size_t k = 0; k < n; ++k) {
       const auto row = idx[k], col = idx[n + k];
-      if (row < 0 || col < 0 || static_cast<std::size_t>(row) >= out ||
-          static_cast<std::size_t>(col) >= cols) {
+      if (row < 0 || col < 0 || static_cast<std::size_t>(row) >= layout.out ||
+          static_cast<std::size_t>(col) >= layout.in) {
         throw Error(ErrorCode::ShapeMismatch, "",
                     fmt::format("{}: spectrum position ({}, {}) is outside the [{}, {}] weight",
-                                origin, row, col, out, cols));
-      }
-      const double f = scaling * spectrum[k] / static_cast<double>(out * cols);
-      for (std::size_t p = 0; p < out; ++p) {
-        const double a = 2.0 * std::numbers::pi * static_cast<double>((p * row) % out) /
-                         static_cast<double>(out);
-        cr(p, k) = f * std::cos(a);
-        sr(p, k) = f * std::sin(a);
-      }
-      for (std::size_t q = 0; q < cols; ++q) {
-        const double b = 2.0 * std::numbers::pi * static_cast<double>((q * col) % cols) /
-                         static_cast<double>(cols);
-        cc(k, q) = std::cos(b);
-        sc(k, q) = std::sin(b);
+                                origin, row, col, layout.out, layout.in));
       }
     }
-    Mat d = matmul(cr, cc);
-    add_scaled(d, matmul(sr, sc), -1.0);
-    return from_out_in(d, layout);
+    return from_out_in(real_inverse_dft(layout.out, layout.in, idx, spectrum, scaling), layout);
   };
   ops.push_back(std::move(op));
 }
