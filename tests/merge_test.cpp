@@ -3,11 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <map>
 #include <numbers>
 
+#include "numeric/torch_random.hpp"
 #include "peft/error.hpp"
 #include "peft/merge.hpp"
+#include "peft/safetensors.hpp"
 #include "test_support.hpp"
 
 namespace peft {
@@ -84,6 +88,52 @@ TEST(Merge, FourierftMatchesTheDefinitionOnAnySize) {
       }
     }
   }
+}
+
+// torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k], printed by Debian's
+// python3-torch 1.13 (the same for n below UINT32_MAX / 20 in torch 2.x).
+TEST(TorchRandom, RandpermPrefixMatchesTorch) {
+  using numeric::torch_randperm_prefix;
+  using V = std::vector<std::int64_t>;
+  EXPECT_EQ(torch_randperm_prefix(200, 777, 8), (V{135, 123, 63, 99, 19, 187, 39, 107}));
+  EXPECT_EQ(torch_randperm_prefix(400, 777, 8), (V{135, 357, 259, 185, 0, 12, 169, 98}));
+  EXPECT_EQ(torch_randperm_prefix(10, 0, 10), (V{4, 1, 7, 5, 3, 9, 0, 8, 6, 2}));
+  EXPECT_EQ(torch_randperm_prefix(16777216, 777, 8),
+            (V{1374311, 8240085, 6766295, 6474818, 14786199, 14783200, 12151563, 8443997}));
+  EXPECT_EQ(torch_randperm_prefix(3ULL * 4096 * 4096, 42, 6),
+            (V{48356454, 48905719, 6423552, 32871742, 23328102, 26858902}));
+  // manual_seed keeps the low 32 bits for the Mersenne Twister.
+  EXPECT_EQ(torch_randperm_prefix(200, (1ULL << 32) + 777, 8), torch_randperm_prefix(200, 777, 8));
+  EXPECT_EQ(torch_randperm_prefix(1, 123456789, 1), V{0});
+  EXPECT_EQ(torch_randperm_prefix(5, 1, 9).size(), 5u);  // at most n values
+  EXPECT_TRUE(torch_randperm_prefix(0, 1, 3).empty());
+}
+
+// Every peft-merge case that ships reference_extras (positions PEFT drew with torch) merges
+// to the same bytes without them: peftcpp draws the same positions.
+TEST(TorchRandom, FixtureExtrasAreWhatPeftcppDraws) {
+  int checked = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(testing::peft_merge_root())) {
+    const auto dir = entry.path();
+    if (!std::filesystem::exists(dir / "reference_extras.safetensors") ||
+        !std::filesystem::exists(dir / "adapter" / "adapter_model.safetensors")) {
+      continue;
+    }
+    const StateDict base = SafetensorsFile::open(dir / "base_model.safetensors").state_dict();
+    const PeftConfig config = PeftConfig::load(dir / "adapter");
+    const StateDict weights =
+        SafetensorsFile::open(dir / "adapter" / "adapter_model.safetensors").state_dict();
+    const StateDict extras =
+        SafetensorsFile::open(dir / "reference_extras.safetensors").state_dict();
+    const StateDict with = merge_adapters(base, {MergeAdapter{"default", config, weights, extras}});
+    const StateDict without = merge_adapters(base, {MergeAdapter{"default", config, weights, {}}});
+    for (const auto& [key, tensor] : with) {
+      EXPECT_TRUE(without.at(key).equals(tensor)) << dir.filename() << ": " << key;
+    }
+    ++checked;
+  }
+  if (checked == 0) GTEST_SKIP() << "no peft-merge case with reference_extras";
+  std::printf("cases with reference extras merged without them: %d\n", checked);
 }
 
 TEST(Merge, ShapeMismatchNamesModule) {

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "merge/plan.hpp"
+#include "numeric/torch_random.hpp"
 #include "peft/error.hpp"
 
 namespace peft::merge {
@@ -31,6 +32,46 @@ const Tensor& ModuleInput::extra(std::string_view name) const {
               fmt::format("{}: '{}' is needed but was not given: PEFT draws it from torch's "
                           "random generator at load time; pass it in MergeAdapter::extras",
                           origin, key));
+}
+
+const Tensor* ModuleInput::find_extra(std::string_view name) const {
+  return adapter->extras.find(module + "." + std::string(name));
+}
+
+SpectrumPositions spectrum_positions(const ModuleInput& in, std::string_view extra_name) {
+  SpectrumPositions out;
+  if (const Tensor* given = in.find_extra(extra_name)) out.given = *given;
+  out.seed = in.config().get_int("random_loc_seed", 777);
+  out.what = in.module + "." + std::string(extra_name);
+  out.origin = in.origin;
+  return out;
+}
+
+std::vector<std::int64_t> SpectrumPositions::resolve(std::size_t n, std::size_t out,
+                                                     std::size_t in) const {
+  if (given) {
+    auto positions = given->to_ints();
+    if (positions.size() != 2 * n) {
+      throw Error(ErrorCode::ShapeMismatch, "",
+                  fmt::format("{}: {} must be [2, {}], got {}", origin, what, n,
+                              shape_to_string(given->shape())));
+    }
+    return positions;
+  }
+  const auto flat = numeric::torch_randperm_prefix(static_cast<std::uint64_t>(out) * in,
+                                                   static_cast<std::uint64_t>(seed), n);
+  if (flat.size() != n) {
+    throw Error(
+        ErrorCode::ShapeMismatch, "",
+        fmt::format("{}: {} spectrum values do not fit a [{}, {}] weight", origin, n, out, in));
+  }
+  std::vector<std::int64_t> positions(2 * n);
+  const auto cols = static_cast<std::int64_t>(in);
+  for (std::size_t k = 0; k < n; ++k) {
+    positions[k] = flat[k] / cols;
+    positions[n + k] = flat[k] % cols;
+  }
+  return positions;
 }
 
 Op ModuleInput::op(std::string key) const {

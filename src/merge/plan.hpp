@@ -55,6 +55,7 @@ struct ModuleInput {
   const Tensor& param(std::string_view name) const;
   const Tensor& shared_tensor(std::string_view name) const;
   const Tensor& extra(std::string_view name) const;  // adapter->extras "<module>.<name>"
+  const Tensor* find_extra(std::string_view name) const;
   std::string weight_key() const { return module + ".weight"; }
   std::string bias_key() const { return module + ".bias"; }
   // An op on `key` with origin filled in.
@@ -104,6 +105,19 @@ double scalar_of(const Tensor& tensor, const std::string& what);
 // A transform that multiplies by `m` on the right in the [out, in] view (W' = W @ m), with
 // its inverse.
 void right_multiply(Op& op, Mat m, bool fan_in_fan_out);
+
+// FourierFT / WaveFT spectrum positions in an [out, in] weight, as [2, n] flattened (rows,
+// then columns): `<module>.<extra_name>` when the adapter's extras hold it, else what PEFT
+// draws when it loads the adapter, torch.randperm(out * in) seeded with random_loc_seed.
+// Captured by value in ops, which outlive the ModuleInput.
+struct SpectrumPositions {
+  std::optional<Tensor> given;
+  std::int64_t seed = 777;
+  std::string what;    // "<module>.<extra_name>"
+  std::string origin;  // for errors
+  std::vector<std::int64_t> resolve(std::size_t n, std::size_t out, std::size_t in) const;
+};
+SpectrumPositions spectrum_positions(const ModuleInput& in, std::string_view extra_name);
 
 // Per-method builders (one file each).
 void build_lora(const ModuleInput& in, std::vector<Op>& ops);

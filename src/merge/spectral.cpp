@@ -1,5 +1,6 @@
 // FourierFT: a sparse spectrum at fixed positions, W += scaling * Re(ifft2(D)). The
-// positions come from torch.randperm at load time; they are an input (MergeAdapter::extras).
+// positions come from torch.randperm at load time: given in MergeAdapter::extras, or drawn
+// the same way (spectrum_positions).
 //
 // D is real, so Re(ifft2(D)) = ifft2(H) with H[k, l] = (D[k, l] + D[-k, -l]) / 2, its
 // Hermitian part (the rest transforms to a purely imaginary matrix). H is Hermitian, so
@@ -74,18 +75,15 @@ Mat real_inverse_dft(std::size_t rows, std::size_t cols, const std::vector<std::
 
 void build_fourierft(const ModuleInput& in, std::vector<Op>& ops) {
   const Values spectrum = in.param("fourierft_spectrum").to_doubles();
-  const auto idx = in.extra("fourierft_indices").to_ints();
   const double scaling = in.config().get_double("scaling", 150.0);
   const bool fan_in_fan_out = in.config().fan_in_fan_out();
-  const std::string origin = in.origin;
   const std::size_t n = spectrum.size();
-  if (idx.size() != 2 * n) {
-    throw Error(ErrorCode::ShapeMismatch, in.config().source(),
-                fmt::format("{}: fourierft_indices must be [2, {}]", origin, n));
-  }
+  const SpectrumPositions positions = spectrum_positions(in, "fourierft_indices");
+  const std::string origin = in.origin;
   Op op = in.op(in.weight_key());
   op.delta = [=](const Shape& shape) {
     const Layout layout = natural_layout(shape, fan_in_fan_out);
+    const auto idx = positions.resolve(n, layout.out, layout.in);
     for (std::size_t k = 0; k < n; ++k) {
       const auto row = idx[k], col = idx[n + k];
       if (row < 0 || col < 0 || static_cast<std::size_t>(row) >= layout.out ||
