@@ -144,8 +144,8 @@ void add_common_options(CLI::App* cmd, CheckpointOptions& o) {
   cmd->add_option("--threads", o.threads, "threads computing tensors (default: every core)")
       ->check(CLI::Range(0u, 256u));
   cmd->add_option("--extras", o.extras,
-                  "values PEFT draws from torch's generator and does not save (FourierFT/WaveFT "
-                  "indices), as a .safetensors file");
+                  "FourierFT/WaveFT positions to use instead of drawing them from "
+                  "random_loc_seed as torch does, as a .safetensors file");
   cmd->add_option("--revision", o.revision, "revision for Hub ids found in the cache");
   cmd->add_flag("--force", o.force, "write into an existing non-empty folder");
   cmd->add_flag("--no-autocast", o.no_autocast,

@@ -36,10 +36,10 @@ struct MergeAdapter {
   std::string name;  // "default", "other", ...: what MergeOptions::adapter_names selects
   PeftConfig config;
   StateDict weights;  // adapter_model.safetensors as saved (no adapter names in keys)
-  // Values PEFT derives at load time from torch's random generator and does not save:
-  // FourierFT "<module>.fourierft_indices" and WaveFT "<module>.waveft_indices" (int64
-  // [2, n]: rows, columns). peftcpp does not re-implement torch.randperm, so these
-  // methods need them (reference_extras.safetensors in the fixtures).
+  // Optional. Values PEFT derives at load time from torch's random generator and does not
+  // save: FourierFT "<module>.fourierft_indices" and WaveFT "<module>.waveft_indices" (int64
+  // [2, n]: rows, columns). When absent, peftcpp draws them exactly as torch.randperm does
+  // from the config's random_loc_seed; given ones are used as they are.
   StateDict extras;
 };
 
