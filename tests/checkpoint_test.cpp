@@ -444,6 +444,27 @@ TEST(MergeCheckpoint, SingleFileBaseBringsItsConfig) {
   EXPECT_TRUE(fs::exists(s->dir / "other" / "model.safetensors"));
 }
 
+// VeRA saved without its projections: they are drawn from the checkpoint's shapes, giving
+// the same files as the adapter that saved them.
+TEST(MergeCheckpoint, VeraWithoutSavedProjections) {
+  const fs::path fixture = testing::peft_merge_root() / "vera";
+  if (!fs::exists(fixture / "adapter" / "adapter_model.safetensors")) {
+    GTEST_SKIP() << "no vera case under " << testing::peft_merge_root();
+  }
+  const PeftConfig config = PeftConfig::load(fixture / "adapter");
+  const StateDict saved =
+      SafetensorsFile::open(fixture / "adapter" / "adapter_model.safetensors").state_dict();
+  MergeAdapter stripped{"default", config, saved, {}};
+  ASSERT_TRUE(stripped.weights.erase("base_model.vera_A"));
+  ASSERT_TRUE(stripped.weights.erase("base_model.vera_B"));
+  testing::TempDir dir;
+  const std::string base = (fixture / "base_model.safetensors").string();
+  merge_checkpoint(base, {MergeAdapter{"default", config, saved, {}}}, {}, dir / "saved");
+  merge_checkpoint(base, {stripped}, {}, dir / "drawn");
+  EXPECT_EQ(testing::read_bytes(dir / "drawn" / "model.safetensors"),
+            testing::read_bytes(dir / "saved" / "model.safetensors"));
+}
+
 TEST(MergeCheckpoint, RefusesToOverwrite) {
   auto s = sharded_with_lora({}, 2);
   const fs::path base = s->dir / "base";

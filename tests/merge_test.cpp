@@ -136,6 +136,63 @@ TEST(TorchRandom, FixtureExtrasAreWhatPeftcppDraws) {
   std::printf("cases with reference extras merged without them: %d\n", checked);
 }
 
+// VeRA's projections as PEFT saved them (save_projection=true) in every fixture that has
+// them, against what peftcpp draws from projection_prng_key: bit for bit. Base shapes come
+// from base_model.safetensors (peft-merge) or the PEFT model's state (peft-ref).
+TEST(TorchRandom, VeraProjectionsAreWhatPeftDrew) {
+  int checked = 0;
+  for (const auto& root : {testing::peft_merge_root(), testing::peft_ref_root()}) {
+    for (const auto& entry : std::filesystem::directory_iterator(root)) {
+      const auto dir = entry.path();
+      const auto folder = std::filesystem::exists(dir / "adapter") ? dir / "adapter" : dir;
+      if (!std::filesystem::exists(folder / "adapter_config.json") ||
+          !std::filesystem::exists(folder / "adapter_model.safetensors")) {
+        continue;
+      }
+      const PeftConfig config = PeftConfig::load(folder);
+      if (config.peft_type() != PeftType::VERA) continue;
+      StateDict saved = SafetensorsFile::open(folder / "adapter_model.safetensors").state_dict();
+      if (!saved.contains("base_model.vera_A")) continue;
+      const auto base_file = std::filesystem::exists(dir / "base_model.safetensors")
+                                 ? dir / "base_model.safetensors"
+                                 : dir / "model_state.safetensors";
+      const StateDict base = SafetensorsFile::open(base_file).state_dict();
+      const BaseShapes shapes = [&](std::string_view key) -> std::optional<Shape> {
+        const std::string k(key);
+        const std::string module = k.substr(0, k.size() - std::string_view(".weight").size());
+        for (const std::string& name :
+             {k, "base_model.model." + module + ".base_layer.weight", "base_model.model." + k}) {
+          if (const Tensor* t = base.find(name)) return t->shape();
+        }
+        return std::nullopt;
+      };
+      MergeAdapter adapter{"default", config, saved, {}};
+      adapter.weights.erase("base_model.vera_A");
+      adapter.weights.erase("base_model.vera_B");
+      regenerate_vera_projections(adapter, shapes);
+      for (const char* key : {"base_model.vera_A", "base_model.vera_B"}) {
+        ASSERT_TRUE(adapter.weights.contains(key)) << dir.filename() << ": " << key;
+        EXPECT_EQ(adapter.weights.at(key).shape(), saved.at(key).shape()) << dir.filename();
+        EXPECT_TRUE(adapter.weights.at(key).equals(saved.at(key))) << dir.filename() << ": " << key;
+      }
+      if (dir.parent_path() == testing::peft_merge_root()) {
+        // And a merge without the saved projections gives the same bytes.
+        MergeAdapter stripped{"default", config, saved, {}};
+        stripped.weights.erase("base_model.vera_A");
+        stripped.weights.erase("base_model.vera_B");
+        const auto with = merge_adapters(base, {MergeAdapter{"default", config, saved, {}}});
+        const auto without = merge_adapters(base, {stripped});
+        for (const auto& [key, tensor] : with) {
+          EXPECT_TRUE(without.at(key).equals(tensor)) << dir.filename() << ": " << key;
+        }
+      }
+      ++checked;
+    }
+  }
+  if (checked == 0) GTEST_SKIP() << "no VeRA fixture with saved projections";
+  std::printf("VeRA fixtures whose projections were redrawn exactly: %d\n", checked);
+}
+
 TEST(Merge, ShapeMismatchNamesModule) {
   StateDict base;
   base.set("lin.weight", Tensor::zeros(DType::F32, {5, 4}));

@@ -388,10 +388,20 @@ void require_all_present(const PreparedMerge& prepared, const StateDict& state) 
                               : ""));
 }
 
+// Values PEFT draws at load time and did not save, drawn the same way.
+void complete_adapters(std::vector<MergeAdapter>& adapters, const StateDict& base) {
+  const BaseShapes shapes = [&](std::string_view key) -> std::optional<Shape> {
+    if (const Tensor* t = base.find(key)) return t->shape();
+    return std::nullopt;
+  };
+  for (auto& adapter : adapters) regenerate_vera_projections(adapter, shapes);
+}
+
 }  // namespace
 
 StateDict merge_adapters(const StateDict& base, std::vector<MergeAdapter> adapters,
                          const MergeOptions& options) {
+  complete_adapters(adapters, base);
   const PreparedMerge prepared(std::move(adapters), options);
   require_all_present(prepared, base);
   StateDict out;
@@ -401,6 +411,7 @@ StateDict merge_adapters(const StateDict& base, std::vector<MergeAdapter> adapte
 
 StateDict unmerge_adapters(const StateDict& merged, std::vector<MergeAdapter> adapters,
                            const MergeOptions& options) {
+  complete_adapters(adapters, merged);
   const PreparedMerge prepared(std::move(adapters), options);
   require_all_present(prepared, merged);
   StateDict out;

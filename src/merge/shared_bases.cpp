@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "merge/plan.hpp"
+#include "numeric/torch_random.hpp"
 #include "peft/error.hpp"
 
 namespace peft::merge {
@@ -198,3 +199,46 @@ void build_vblora(const ModuleInput& in, std::vector<Op>& ops) {
 }
 
 }  // namespace peft::merge
+
+namespace peft {
+
+// PEFT's VeRA _find_dim: the largest out and in sizes among the targeted layers (Conv1D
+// weights are [in, out]), then vera_A = kaiming [r, in], vera_B = kaiming [out, r] drawn in
+// that order from one generator seeded with projection_prng_key.
+void regenerate_vera_projections(MergeAdapter& adapter, const BaseShapes& base_shapes) {
+  constexpr std::string_view kModulePrefix = "base_model.model.";
+  constexpr std::string_view kLambda = ".vera_lambda_b";
+  const PeftConfig& config = adapter.config;
+  if (config.peft_type() != PeftType::VERA || adapter.weights.contains("base_model.vera_A")) {
+    return;
+  }
+  const bool fan_in_fan_out = config.fan_in_fan_out();
+  std::size_t max_out = 0, max_in = 0;
+  for (const auto& [key, tensor] : adapter.weights) {
+    if (!key.starts_with(kModulePrefix) || !key.ends_with(kLambda)) continue;
+    const std::string module =
+        key.substr(kModulePrefix.size(), key.size() - kModulePrefix.size() - kLambda.size());
+    const std::string weight = module + ".weight";
+    const auto shape = base_shapes(weight);
+    if (!shape || shape->size() != 2) {
+      throw Error(ErrorCode::MissingKey, config.source(),
+                  fmt::format("VeRA saved without its projections (save_projection=false) needs "
+                              "the base weight '{}' to size them, and the base has no 2-D tensor "
+                              "of that name",
+                              weight));
+    }
+    const merge::Layout layout = merge::natural_layout(*shape, fan_in_fan_out);
+    max_out = std::max(max_out, layout.out);
+    max_in = std::max(max_in, layout.in);
+  }
+  if (max_out == 0) return;  // no VeRA module: nothing to draw
+  const auto r = static_cast<std::size_t>(config.get_int("r", 256));
+  numeric::TorchGenerator generator(
+      static_cast<std::uint64_t>(config.get_int("projection_prng_key", 0)));
+  const auto a = numeric::torch_kaiming_uniform(r, max_in, generator);
+  const auto b = numeric::torch_kaiming_uniform(max_out, r, generator);
+  adapter.weights.set("base_model.vera_A", Tensor::from_floats(DType::F32, {r, max_in}, a));
+  adapter.weights.set("base_model.vera_B", Tensor::from_floats(DType::F32, {max_out, r}, b));
+}
+
+}  // namespace peft

@@ -1,16 +1,33 @@
 #include "numeric/torch_random.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
-#include <random>
 #include <unordered_map>
 
 namespace peft::numeric {
 
+float TorchGenerator::uniform_float(float from, float to) {
+  constexpr std::uint32_t kMask = (1u << 24) - 1;
+  const float fraction =
+      static_cast<float>(random() & kMask) * (1.0f / static_cast<float>(1u << 24));
+  return std::fma(fraction, to - from, from);
+}
+
+std::vector<float> torch_kaiming_uniform(std::size_t rows, std::size_t cols,
+                                         TorchGenerator& generator) {
+  // Python computes the bound in double; uniform_ receives it as float.
+  const double bound = std::sqrt(3.0) * (std::sqrt(2.0) / std::sqrt(static_cast<double>(cols)));
+  const auto from = static_cast<float>(-bound), to = static_cast<float>(bound);
+  std::vector<float> out(rows * cols);
+  for (float& value : out) value = generator.uniform_float(from, to);
+  return out;
+}
+
 std::vector<std::int64_t> torch_randperm_prefix(std::uint64_t n, std::uint64_t seed,
                                                 std::size_t count) {
   count = static_cast<std::size_t>(std::min<std::uint64_t>(count, n));
-  std::mt19937 engine(static_cast<std::uint32_t>(seed));
+  TorchGenerator generator(seed);
   const bool wide = n >= std::numeric_limits<std::uint32_t>::max() / 20;
   // The shuffled array, stored only where a swap changed it (element i is i otherwise).
   std::unordered_map<std::uint64_t, std::uint64_t> moved;
@@ -22,8 +39,7 @@ std::vector<std::int64_t> torch_randperm_prefix(std::uint64_t n, std::uint64_t s
   std::vector<std::int64_t> out;
   out.reserve(count);
   for (std::uint64_t i = 0; i < count; ++i) {
-    std::uint64_t draw = engine();
-    if (wide) draw = (draw << 32) | engine();
+    const std::uint64_t draw = wide ? generator.random64() : generator.random();
     // torch stops at n - 1 steps; the last element is then already in place.
     const std::uint64_t j = i + 1 < n ? i + draw % (n - i) : i;
     const std::uint64_t value = at(j);

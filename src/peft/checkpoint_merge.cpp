@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <cblas.h>
@@ -340,10 +341,31 @@ class SingleThreadedBlas {
   int previous_;
 };
 
+// Values PEFT draws at load time and did not save (VeRA projections), sized from the
+// checkpoint's shard headers.
+void complete_adapters(std::vector<MergeAdapter>& adapters, const CheckpointLayout& layout) {
+  const bool needed = std::any_of(adapters.begin(), adapters.end(), [](const MergeAdapter& a) {
+    return a.config.peft_type() == PeftType::VERA && !a.weights.contains("base_model.vera_A");
+  });
+  if (!needed) return;
+  std::unordered_map<std::string, Shape> shapes;
+  for (const auto& shard : layout.shards) {
+    const auto file = detail::ShardFile::open(shard.path);
+    for (const auto& info : file.tensors()) shapes.emplace(info.name, info.shape);
+  }
+  const BaseShapes lookup = [&](std::string_view key) -> std::optional<Shape> {
+    const auto it = shapes.find(std::string(key));
+    if (it == shapes.end()) return std::nullopt;
+    return it->second;
+  };
+  for (auto& adapter : adapters) regenerate_vera_projections(adapter, lookup);
+}
+
 CheckpointWriteResult stream(const CheckpointLayout& layout, std::vector<MergeAdapter> adapters,
                              MergeOptions options, const fs::path& out_dir,
                              const CheckpointWriteOptions& write, Direction direction) {
   if (options.tied_keys.empty()) options.tied_keys = tied_weight_keys(layout);
+  complete_adapters(adapters, layout);
   const PreparedMerge prepared(std::move(adapters), options);
   const SingleThreadedBlas blas;
   return CheckpointStream(layout, prepared, direction, write).run(out_dir);
