@@ -150,7 +150,7 @@ double scalar_of(const Tensor& tensor, const std::string& what) {
   return tensor.to_doubles()[0];
 }
 
-void right_multiply(Op& op, Mat m, bool fan_in_fan_out) {
+void right_multiply(Op& op, const Mat& m, bool fan_in_fan_out) {
   const std::string origin = op.origin;
   auto apply = [=](const Mat& factor, Values& w, const Shape& shape) {
     const Layout layout = layout_for(shape, natural_layout(shape, fan_in_fan_out).out, factor.rows,

@@ -104,7 +104,7 @@ void scale_values(Values& values, double factor);
 double scalar_of(const Tensor& tensor, const std::string& what);
 // A transform that multiplies by `m` on the right in the [out, in] view (W' = W @ m), with
 // its inverse.
-void right_multiply(Op& op, Mat m, bool fan_in_fan_out);
+void right_multiply(Op& op, const Mat& m, bool fan_in_fan_out);
 
 // FourierFT / WaveFT spectrum positions in an [out, in] weight, as [2, n] flattened (rows,
 // then columns): `<module>.<extra_name>` when the adapter's extras hold it, else what PEFT
