@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "core/utf8.hpp"
 #include "peft/error.hpp"
 
 namespace peft::formats {
@@ -145,24 +146,6 @@ class HeaderParser {
     return value;
   }
 
-  static void append_utf8(std::string& out, unsigned cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-
   // A JSON string; the opening quote is at p_. UTF-8 was validated beforehand.
   std::string parse_string() {
     expect('"', "expected a string");
@@ -214,7 +197,7 @@ class HeaderParser {
               if (low < 0xDC00 || low > 0xDFFF) fail("invalid surrogate pair");
               cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
             }
-            append_utf8(out, cp);
+            detail::append_utf8(out, cp);
             break;
           }
           default:

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "core/utf8.hpp"
 #include "peft/error.hpp"
 
 namespace peft::detail {
@@ -30,24 +31,7 @@ int hex_value(char c) {
   return -1;
 }
 
-// Appends code point `cp` as UTF-8; surrogates get the generalized 3-byte form.
-void append_utf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
+using detail::append_utf8;
 
 // Length of the valid UTF-8 sequence starting at text[pos] (a non-ASCII lead byte), or 0.
 // `allow_surrogates` accepts ED A0..BF xx, the form lone surrogates are stored in.
