@@ -465,6 +465,31 @@ TEST(MergeCheckpoint, VeraWithoutSavedProjections) {
             testing::read_bytes(dir / "saved" / "model.safetensors"));
 }
 
+// RandLoRA saved without randlora_A / randlora_B (shared or per module): the streaming
+// merge draws them as PEFT does and writes the same bytes as with the saved ones.
+TEST(MergeCheckpoint, RandLoraWithoutSavedProjections) {
+  const fs::path fixture = testing::peft_merge_root() / "randlora";
+  if (!fs::exists(fixture / "adapter" / "adapter_model.safetensors")) {
+    GTEST_SKIP() << "no randlora case under " << testing::peft_merge_root();
+  }
+  const PeftConfig config = PeftConfig::load(fixture / "adapter");
+  const StateDict saved =
+      SafetensorsFile::open(fixture / "adapter" / "adapter_model.safetensors").state_dict();
+  MergeAdapter stripped{"default", config, {}, {}};
+  for (const auto& [key, tensor] : saved) {
+    if (!key.ends_with(".randlora_A") && !key.ends_with(".randlora_B")) {
+      stripped.weights.set(key, tensor);
+    }
+  }
+  ASSERT_LT(stripped.weights.size(), saved.size());
+  testing::TempDir dir;
+  const std::string base = (fixture / "base_model.safetensors").string();
+  merge_checkpoint(base, {MergeAdapter{"default", config, saved, {}}}, {}, dir / "saved");
+  merge_checkpoint(base, {stripped}, {}, dir / "drawn");
+  EXPECT_EQ(testing::read_bytes(dir / "drawn" / "model.safetensors"),
+            testing::read_bytes(dir / "saved" / "model.safetensors"));
+}
+
 TEST(MergeCheckpoint, RefusesToOverwrite) {
   auto s = sharded_with_lora({}, 2);
   const fs::path base = s->dir / "base";

@@ -2,11 +2,13 @@
 // unknown adapters and methods, unmerge refusals, streaming entry points.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
 #include <numbers>
+#include <string>
 
 #include "numeric/torch_random.hpp"
 #include "peft/error.hpp"
@@ -191,6 +193,146 @@ TEST(TorchRandom, VeraProjectionsAreWhatPeftDrew) {
   }
   if (checked == 0) GTEST_SKIP() << "no VeRA fixture with saved projections";
   std::printf("VeRA fixtures whose projections were redrawn exactly: %d\n", checked);
+}
+
+// Base shapes for a fixture: base_model.safetensors (peft-merge) names them plainly, the
+// PEFT model's state (peft-ref) under base_model.model.<module>.base_layer.
+BaseShapes fixture_base_shapes(const StateDict& base) {
+  return [&base](std::string_view key) -> std::optional<Shape> {
+    const std::string k(key);
+    const std::string module = k.substr(0, k.size() - std::string_view(".weight").size());
+    for (const std::string& name :
+         {k, "base_model.model." + module + ".base_layer.weight", "base_model.model." + k}) {
+      if (const Tensor* t = base.find(name)) return t->shape();
+    }
+    return std::nullopt;
+  };
+}
+
+// The adapter without any randlora_A / randlora_B, shared or per module.
+StateDict without_randlora_bases(const StateDict& weights) {
+  StateDict out;
+  for (const auto& [key, tensor] : weights) {
+    if (!key.ends_with(".randlora_A") && !key.ends_with(".randlora_B")) out.set(key, tensor);
+  }
+  return out;
+}
+
+// RandLoRA's bases as PEFT saved them (save_projection=true) in every fixture, against what
+// peftcpp draws from projection_prng_key: bit for bit, and merging without them gives the
+// same bytes.
+TEST(TorchRandom, RandLoraProjectionsAreWhatPeftDrew) {
+  int checked = 0;
+  for (const auto& root : {testing::peft_merge_root(), testing::peft_ref_root()}) {
+    for (const auto& entry : std::filesystem::directory_iterator(root)) {
+      const auto dir = entry.path();
+      const auto folder = std::filesystem::exists(dir / "adapter") ? dir / "adapter" : dir;
+      if (!std::filesystem::exists(folder / "adapter_config.json") ||
+          !std::filesystem::exists(folder / "adapter_model.safetensors")) {
+        continue;
+      }
+      const PeftConfig config = PeftConfig::load(folder);
+      if (config.peft_type() != PeftType::RANDLORA) continue;
+      const StateDict saved =
+          SafetensorsFile::open(folder / "adapter_model.safetensors").state_dict();
+      if (!saved.contains("base_model.randlora_A")) continue;
+      const auto base_file = std::filesystem::exists(dir / "base_model.safetensors")
+                                 ? dir / "base_model.safetensors"
+                                 : dir / "model_state.safetensors";
+      const StateDict base = SafetensorsFile::open(base_file).state_dict();
+      MergeAdapter adapter{"default", config, without_randlora_bases(saved), {}};
+      regenerate_randlora_projections(adapter, fixture_base_shapes(base));
+      for (const char* key : {"base_model.randlora_A", "base_model.randlora_B"}) {
+        ASSERT_TRUE(adapter.weights.contains(key)) << dir.filename() << ": " << key;
+        EXPECT_EQ(adapter.weights.at(key).shape(), saved.at(key).shape()) << dir.filename();
+        EXPECT_TRUE(adapter.weights.at(key).equals(saved.at(key))) << dir.filename() << ": " << key;
+      }
+      if (dir.parent_path() == testing::peft_merge_root()) {
+        const MergeAdapter stripped{"default", config, without_randlora_bases(saved), {}};
+        const auto with = merge_adapters(base, {MergeAdapter{"default", config, saved, {}}});
+        const auto without = merge_adapters(base, {stripped});
+        for (const auto& [key, tensor] : with) {
+          EXPECT_TRUE(without.at(key).equals(tensor)) << dir.filename() << ": " << key;
+        }
+      }
+      ++checked;
+    }
+  }
+  if (checked == 0) GTEST_SKIP() << "no RandLoRA fixture with saved projections";
+  std::printf("RandLoRA fixtures whose projections were redrawn exactly: %d\n", checked);
+}
+
+// A RandLoRA adapter on one layer "lin" of the given base weight shape, without bases.
+MergeAdapter randlora_without_bases(int r, int key, const char* variant) {
+  PeftConfig config = PeftConfig::make(PeftType::RANDLORA);
+  config.mutable_json()["r"] = r;
+  config.mutable_json()["projection_prng_key"] = key;
+  config.mutable_json()["save_projection"] = false;
+  config.mutable_json()["target_modules"] = {"lin"};
+  if (variant != nullptr) config.mutable_json()[variant] = true;
+  StateDict w;
+  w.set("base_model.model.lin.randlora_lambda", filled({static_cast<std::uint64_t>(r), 1}));
+  return MergeAdapter{"default", config, w, {}};
+}
+
+std::vector<float> redrawn(MergeAdapter adapter, Shape base_shape, const char* key) {
+  regenerate_randlora_projections(adapter, [&](std::string_view k) -> std::optional<Shape> {
+    if (k == "lin.weight") return base_shape;
+    return std::nullopt;
+  });
+  return adapter.weights.at(key).to_floats();
+}
+
+// bfloat16 values as 4 hex digits each.
+std::vector<float> from_bf16_hex(std::string_view hex) {
+  std::vector<float> out;
+  for (std::size_t i = 0; i + 4 <= hex.size(); i += 4) {
+    out.push_back(bf16_to_f32(
+        static_cast<std::uint16_t>(std::stoul(std::string(hex.substr(i, 4)), nullptr, 16))));
+  }
+  return out;
+}
+
+// Ternary values: '-', '0', '+' times the float32 with bits `scale`.
+std::vector<float> from_signs(std::string_view signs, std::uint32_t scale) {
+  const float s = std::bit_cast<float>(scale);
+  std::vector<float> out;
+  for (char c : signs) out.push_back(c == '-' ? -s : c == '+' ? s : 0.0f);
+  return out;
+}
+
+// Dense bases where num_bases = lo / r is not whole, and the sparse and very_sparse
+// variants (no fixture covers them): the expected values were printed by torch 1.13's CPU
+// generator running PEFT v0.18.0's draws (bfloat16 kaiming for dense; torch.rand, ternary
+// thresholds and std normalisation in float32 for sparse).
+TEST(TorchRandom, RandLoraBasesMatchTorch) {
+  // r=3, key 1234, base [9, 7]: A [3, 1, 7], B [9, 3, 3].
+  const auto dense = randlora_without_bases(3, 1234, nullptr);
+  EXPECT_EQ(redrawn(dense, {9, 7}, "base_model.randlora_A"),
+            from_bf16_hex("bf8c3f8fbf9bbf813f83be263ea63fd03e4f3f2abfb53fb53eb4bfaa3f143ecf3fbbbd5"
+                          "dbfb0be0a3f48"));
+  EXPECT_EQ(redrawn(dense, {9, 7}, "base_model.randlora_B"),
+            from_bf16_hex("bdd2be523f97bfb33e1e3f553ecb3fc73fcbbf41bf1e3f703f76be2bbe8abf00bf11bf8"
+                          "9bc523fc13fd03fc93f85bfbcbfb9bf8fbf393f1abf803fb93fbd3f69bf5f3f393fb2bf"
+                          "3f3fcabf2bbf953faebe8a3f173f39bf0a3f11bf9a3efa3fc93eb9bf1abf073f943f89b"
+                          "f853f5c3fa93e11bfbdbe1ebed23f21bfb5bf0e00003fadbf2e3e1e3f643fce3f173fa1"
+                          "bf95bf1ebfcebfd0be463f9c3fa6be7abf943db9"));
+  // sparse (sparsity 3), r=3, key 42, base [9, 7].
+  const auto sparse = randlora_without_bases(3, 42, "sparse");
+  EXPECT_EQ(redrawn(sparse, {9, 7}, "base_model.randlora_A"),
+            from_signs("++0+0000+-+0+000+0000", 0x3fe4526b));
+  EXPECT_EQ(redrawn(sparse, {9, 7}, "base_model.randlora_B"),
+            from_signs("000-0000-+-+0000+00000+000000-0-+0000+-0-0000+000+0+----00+0-00000-00000"
+                       "+-0+00-00",
+                       0x3fdcc8d4));
+  // very_sparse (sparsity sqrt(5)), r=2, key 7, base [5, 11] (in > out): A [2, 1, 5],
+  // B [11, 3, 2].
+  const auto very_sparse = randlora_without_bases(2, 7, "very_sparse");
+  EXPECT_EQ(redrawn(very_sparse, {5, 11}, "base_model.randlora_A"),
+            from_signs("0-0000-00+", 0x3fe17e19));
+  EXPECT_EQ(
+      redrawn(very_sparse, {5, 11}, "base_model.randlora_B"),
+      from_signs("+00-000-+-+00000+00-+0000+0-0-000++0000--++0-00000000-00-00+00000+", 0x3fd74057));
 }
 
 TEST(Merge, ShapeMismatchNamesModule) {

@@ -100,6 +100,8 @@ using BaseShapes = std::function<std::optional<Shape>(std::string_view base_key)
 // does nothing for other methods or when the projections are saved. The merge and unmerge
 // functions below call it themselves.
 void regenerate_vera_projections(MergeAdapter& adapter, const BaseShapes& base_shapes);
+// The same for RandLoRA's randlora_A / randlora_B (dense, sparse or very_sparse bases).
+void regenerate_randlora_projections(MergeAdapter& adapter, const BaseShapes& base_shapes);
 
 // merge_and_unload() on a whole state dict: same keys, order, shapes and dtypes as `base`.
 // Throws MissingKey when an adapter module has no tensor in `base`.

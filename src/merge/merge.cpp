@@ -394,7 +394,10 @@ void complete_adapters(std::vector<MergeAdapter>& adapters, const StateDict& bas
     if (const Tensor* t = base.find(key)) return t->shape();
     return std::nullopt;
   };
-  for (auto& adapter : adapters) regenerate_vera_projections(adapter, shapes);
+  for (auto& adapter : adapters) {
+    regenerate_vera_projections(adapter, shapes);
+    regenerate_randlora_projections(adapter, shapes);
+  }
 }
 
 }  // namespace

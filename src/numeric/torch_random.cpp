@@ -5,6 +5,8 @@
 #include <limits>
 #include <unordered_map>
 
+#include "peft/dtype.hpp"
+
 namespace peft::numeric {
 
 float TorchGenerator::uniform_float(float from, float to) {
@@ -12,6 +14,46 @@ float TorchGenerator::uniform_float(float from, float to) {
   const float fraction =
       static_cast<float>(random() & kMask) * (1.0f / static_cast<float>(1u << 24));
   return std::fma(fraction, to - from, from);
+}
+
+float TorchGenerator::uniform_bf16(float from, float to) {
+  constexpr std::uint32_t kMask = (1u << 8) - 1;
+  const float fraction = static_cast<float>(random() & kMask) * (1.0f / 256.0f);
+  // to - from is a bfloat16 operation; the 8-bit by 8-bit product is exact in float, so
+  // only the sum and the final conversion round.
+  return round_to_bf16(fraction * round_to_bf16(to - from) + from);
+}
+
+float round_to_bf16(float value) {
+  return bf16_to_f32(f32_to_bf16(value));
+}
+
+std::vector<float> torch_kaiming_uniform_bf16(std::size_t count, std::size_t fan_in,
+                                              double negative_slope, TorchGenerator& generator) {
+  // torch.nn.init computes the bound in double; uniform_ converts it to bfloat16 via float.
+  const double gain = std::sqrt(2.0 / (1.0 + negative_slope * negative_slope));
+  const double bound = std::sqrt(3.0) * (gain / std::sqrt(static_cast<double>(fan_in)));
+  const float from = round_to_bf16(static_cast<float>(-bound));
+  const float to = round_to_bf16(static_cast<float>(bound));
+  std::vector<float> out(count);
+  for (float& value : out) value = generator.uniform_bf16(from, to);
+  return out;
+}
+
+std::vector<float> torch_rand(std::size_t count, TorchGenerator& generator) {
+  std::vector<float> out(count);
+  for (float& value : out) value = generator.uniform_float(0.0f, 1.0f);
+  return out;
+}
+
+double torch_std(std::span<const float> values) {
+  if (values.size() < 2) return std::numeric_limits<double>::quiet_NaN();
+  double mean = 0.0;
+  for (float v : values) mean += v;
+  mean /= static_cast<double>(values.size());
+  double squares = 0.0;
+  for (float v : values) squares += (v - mean) * (v - mean);
+  return std::sqrt(squares / static_cast<double>(values.size() - 1));
 }
 
 std::vector<float> torch_kaiming_uniform(std::size_t rows, std::size_t cols,

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <random>
+#include <span>
 #include <vector>
 
 namespace peft::numeric {
@@ -22,6 +23,10 @@ class TorchGenerator {
   // 2^24, times (to - from), plus from, fused as torch's vectorised CPU kernels compile it
   // (checked bit for bit against VeRA projections PEFT saved).
   float uniform_float(float from, float to);
+  // One value of tensor.uniform_(from, to) on a bfloat16 tensor (from and to already
+  // bfloat16): the low 8 bits of a draw as a fraction of 2^8, scaled in float, rounded to
+  // bfloat16. Returned widened to float.
+  float uniform_bf16(float from, float to);
 
  private:
   std::mt19937 engine_;
@@ -39,5 +44,21 @@ std::vector<std::int64_t> torch_randperm_prefix(std::uint64_t n, std::uint64_t s
 // _kaiming_init bound, sqrt(3) * sqrt(2) / sqrt(cols), row-major.
 std::vector<float> torch_kaiming_uniform(std::size_t rows, std::size_t cols,
                                          TorchGenerator& generator);
+
+// A float rounded to the nearest bfloat16 (ties to even), as c10::BFloat16 converts.
+float round_to_bf16(float value);
+
+// torch.nn.init.kaiming_uniform_(t, a=negative_slope, mode="fan_in",
+// nonlinearity="leaky_relu", generator) on a bfloat16 tensor of `count` elements whose
+// fan_in is `fan_in` (size(1) times the sizes after it), widened to float.
+std::vector<float> torch_kaiming_uniform_bf16(std::size_t count, std::size_t fan_in,
+                                              double negative_slope, TorchGenerator& generator);
+
+// torch.rand(count, generator): float32 uniform_(0, 1).
+std::vector<float> torch_rand(std::size_t count, TorchGenerator& generator);
+
+// tensor.std() (Bessel-corrected) before rounding to the tensor's dtype: torch accumulates
+// float32 and bfloat16 inputs in double.
+double torch_std(std::span<const float> values);
 
 }  // namespace peft::numeric

@@ -341,11 +341,13 @@ class SingleThreadedBlas {
   int previous_;
 };
 
-// Values PEFT draws at load time and did not save (VeRA projections), sized from the
-// checkpoint's shard headers.
+// Values PEFT draws at load time and did not save (VeRA and RandLoRA projections), sized
+// from the checkpoint's shard headers.
 void complete_adapters(std::vector<MergeAdapter>& adapters, const CheckpointLayout& layout) {
   const bool needed = std::any_of(adapters.begin(), adapters.end(), [](const MergeAdapter& a) {
-    return a.config.peft_type() == PeftType::VERA && !a.weights.contains("base_model.vera_A");
+    const PeftType type = a.config.peft_type();
+    return (type == PeftType::VERA && !a.weights.contains("base_model.vera_A")) ||
+           (type == PeftType::RANDLORA && !a.weights.contains("base_model.randlora_A"));
   });
   if (!needed) return;
   std::unordered_map<std::string, Shape> shapes;
@@ -358,7 +360,10 @@ void complete_adapters(std::vector<MergeAdapter>& adapters, const CheckpointLayo
     if (it == shapes.end()) return std::nullopt;
     return it->second;
   };
-  for (auto& adapter : adapters) regenerate_vera_projections(adapter, lookup);
+  for (auto& adapter : adapters) {
+    regenerate_vera_projections(adapter, lookup);
+    regenerate_randlora_projections(adapter, lookup);
+  }
 }
 
 CheckpointWriteResult stream(const CheckpointLayout& layout, std::vector<MergeAdapter> adapters,
