@@ -139,10 +139,12 @@ TEST(Concurrency, HeldMappingKeepsTheOldDataWhileAnotherProcessReplacesTheFile) 
       }
     });
   }
-  // Readers opening the path afresh: each open sees one complete version.
+  // Readers opening the path afresh: each open sees one complete version. Each makes at
+  // least one attempt even when the replacer finishes before it is scheduled (a loaded
+  // 2-core machine), so `opened` cannot stay 0 for want of a chance.
   for (int r = 0; r < 2; ++r) {
     readers.emplace_back([&] {
-      while (!done) {
+      for (bool first = true; first || !done; first = false) {
         try {
           const SafetensorsFile now = SafetensorsFile::open(path);
           const int v = version_of(now.tensor(name_of(0)), 0);
