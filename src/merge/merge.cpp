@@ -278,14 +278,18 @@ Values replacement_values(const Op& op, const Tensor& base) {
   return op.replacement->to(base.dtype()).to_doubles();
 }
 
-void apply_forward(const Op& op, const Tensor& base, bool safe_merge, Values& w) {
+// `round_result`: store w as the base dtype holds it (PEFT keeps the weight in that dtype
+// between adapters). The caller skips it after the last op: converting the result to the
+// base dtype rounds the same way (through float), and rounding twice changes nothing.
+void apply_forward(const Op& op, const Tensor& base, bool safe_merge, Values& w,
+                   bool round_result) {
   const DType dtype = base.dtype();
   if (op.replacement) {
     w = replacement_values(op, base);
     return;
   }
   if (op.add_into && !safe_merge && !op.delta_dtype && op.add_into(w, base.shape())) {
-    round_to_dtype(w, dtype);
+    if (round_result) round_to_dtype(w, dtype);
     return;
   }
   if (op.delta) {
@@ -296,7 +300,7 @@ void apply_forward(const Op& op, const Tensor& base, bool safe_merge, Values& w)
   } else {
     op.transform(w, base.shape());
   }
-  round_to_dtype(w, dtype);
+  if (round_result) round_to_dtype(w, dtype);
 }
 
 void apply_inverse(const Op& op, const Tensor& merged, Values& w) {
@@ -341,7 +345,10 @@ Tensor PreparedMerge::merge_tensor(std::string_view base_key, const Tensor& base
   const auto it = plan_->ops.find(std::string(base_key));
   if (it == plan_->ops.end()) return base;
   merge::Values w = merge::float_values(base, base_key);
-  for (const auto& op : it->second) merge::apply_forward(op, base, plan_->safe_merge, w);
+  const auto& ops = it->second;
+  for (std::size_t k = 0; k < ops.size(); ++k) {
+    merge::apply_forward(ops[k], base, plan_->safe_merge, w, k + 1 < ops.size());
+  }
   return Tensor::from_doubles(base.dtype(), base.shape(), w);
 }
 
