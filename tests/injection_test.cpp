@@ -1,8 +1,9 @@
-// inject_adapter against the fresh models real PEFT built: for every LoRA / IA3 case, the
-// base model's own state (recovered from the fresh model) plus the config must give the
-// fresh model's keys, in order, with its shapes and dtypes.
+// inject_adapter against the fresh models real PEFT built: for every case of an injected
+// method, the base model's own state (recovered from the fresh model) plus the config must
+// give the fresh model's keys, in order, with its shapes and dtypes.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <set>
 
 #include <fmt/format.h>
@@ -23,9 +24,11 @@ std::string unsupported_feature(const PeftRefCase& c) {
   if (configs.size() != 1) return "several adapters";
   const auto& config = configs.begin().value();
   const std::string type = config["peft_type"];
-  if (type != "LORA" && type != "IA3" && type != "LOHA" && type != "LOKR") {
-    return type + " injection is not implemented";
-  }
+  static const std::set<std::string> injected = {
+      "LORA", "ADALORA", "LOHA", "LOKR",      "IA3",    "OFT",      "BOFT",
+      "HRA",  "BONE",    "MISS", "FOURIERFT", "WAVEFT", "C3A",      "SHIRA",
+      "ROAD", "DELORA",  "POLY", "LN_TUNING", "VERA",   "RANDLORA", "VBLORA"};
+  if (!injected.count(type)) return type + " injection is not implemented";
   for (const char* field : {"target_parameters", "trainable_token_indices", "layer_replication"}) {
     if (config.contains(field) && !config[field].is_null())
       return std::string(field) + " is not injected yet";
@@ -73,6 +76,19 @@ ModuleClasses classes_of(const PeftRefCase& c) {
   return classes;
 }
 
+// Loaded values equal PEFT's bytes, except VB-LoRA logits rebuilt from saved top-k weights:
+// PEFT takes their log in torch's float code, which may differ from ours in the last bits.
+bool same_loaded_values(const std::string& key, const Tensor& mine, const Tensor& peft) {
+  if (mine.equals(peft)) return true;
+  if (key.find("vblora_logits") == std::string::npos || mine.shape() != peft.shape()) return false;
+  const auto a = mine.to_doubles(), b = peft.to_doubles();
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i]))) continue;
+    if (!(std::fabs(a[i] - b[i]) <= 1e-6 + 1e-5 * std::fabs(b[i]))) return false;
+  }
+  return true;
+}
+
 class Injection : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Injection, RecreatesPeftsFreshModel) {
@@ -110,7 +126,8 @@ TEST_P(Injection, RecreatesPeftsFreshModel) {
   std::set<std::string> kept_fresh;  // dropped mismatches keep PEFT's random initial values
   for (const auto& m : result.mismatched_keys) kept_fresh.insert(m.key);
   for (const auto& [key, tensor] : c.load_state("loaded_state.safetensors")) {
-    if (!kept_fresh.count(key)) EXPECT_TRUE(model.state.at(key).equals(tensor)) << key;
+    if (!kept_fresh.count(key))
+      EXPECT_TRUE(same_loaded_values(key, model.state.at(key), tensor)) << key;
   }
 }
 
@@ -121,8 +138,8 @@ TEST(InjectionErrors, OtherMethodsAreRefusedClearly) {
   StateDict base;
   base.set("lin.weight", Tensor::zeros(DType::F32, {2, 2}));
   const auto config =
-      PeftConfig::from_json_text(R"({"peft_type": "VERA", "target_modules": ["lin"]})", "t");
-  EXPECT_PEFT_ERROR(inject_adapter(base, "default", config), ErrorCode::Unsupported, "VERA");
+      PeftConfig::from_json_text(R"({"peft_type": "OSF", "target_modules": ["lin"]})", "t");
+  EXPECT_PEFT_ERROR(inject_adapter(base, "default", config), ErrorCode::Unsupported, "OSF");
 }
 
 }  // namespace
