@@ -444,42 +444,24 @@ TEST(MergeCheckpoint, SingleFileBaseBringsItsConfig) {
   EXPECT_TRUE(fs::exists(s->dir / "other" / "model.safetensors"));
 }
 
-// VeRA saved without its projections: they are drawn from the checkpoint's shapes, giving
-// the same files as the adapter that saved them.
-TEST(MergeCheckpoint, VeraWithoutSavedProjections) {
-  const fs::path fixture = testing::peft_merge_root() / "vera";
+// The peft-merge case `name` merged as a streamed checkpoint twice: with the adapter as
+// saved, and without its `<...>.<part>` tensors for each part of `frozen` (which peftcpp
+// then draws as PEFT does). Both must write the same bytes.
+void expect_redrawn_merge_matches(const std::string& name,
+                                  std::initializer_list<std::string_view> frozen) {
+  const fs::path fixture = testing::peft_merge_root() / name;
   if (!fs::exists(fixture / "adapter" / "adapter_model.safetensors")) {
-    GTEST_SKIP() << "no vera case under " << testing::peft_merge_root();
-  }
-  const PeftConfig config = PeftConfig::load(fixture / "adapter");
-  const StateDict saved =
-      SafetensorsFile::open(fixture / "adapter" / "adapter_model.safetensors").state_dict();
-  MergeAdapter stripped{"default", config, saved, {}};
-  ASSERT_TRUE(stripped.weights.erase("base_model.vera_A"));
-  ASSERT_TRUE(stripped.weights.erase("base_model.vera_B"));
-  testing::TempDir dir;
-  const std::string base = (fixture / "base_model.safetensors").string();
-  merge_checkpoint(base, {MergeAdapter{"default", config, saved, {}}}, {}, dir / "saved");
-  merge_checkpoint(base, {stripped}, {}, dir / "drawn");
-  EXPECT_EQ(testing::read_bytes(dir / "drawn" / "model.safetensors"),
-            testing::read_bytes(dir / "saved" / "model.safetensors"));
-}
-
-// RandLoRA saved without randlora_A / randlora_B (shared or per module): the streaming
-// merge draws them as PEFT does and writes the same bytes as with the saved ones.
-TEST(MergeCheckpoint, RandLoraWithoutSavedProjections) {
-  const fs::path fixture = testing::peft_merge_root() / "randlora";
-  if (!fs::exists(fixture / "adapter" / "adapter_model.safetensors")) {
-    GTEST_SKIP() << "no randlora case under " << testing::peft_merge_root();
+    GTEST_SKIP() << "no " << name << " case under " << testing::peft_merge_root();
   }
   const PeftConfig config = PeftConfig::load(fixture / "adapter");
   const StateDict saved =
       SafetensorsFile::open(fixture / "adapter" / "adapter_model.safetensors").state_dict();
   MergeAdapter stripped{"default", config, {}, {}};
   for (const auto& [key, tensor] : saved) {
-    if (!key.ends_with(".randlora_A") && !key.ends_with(".randlora_B")) {
-      stripped.weights.set(key, tensor);
-    }
+    const bool drop = std::any_of(frozen.begin(), frozen.end(), [&](std::string_view part) {
+      return key.ends_with("." + std::string(part));
+    });
+    if (!drop) stripped.weights.set(key, tensor);
   }
   ASSERT_LT(stripped.weights.size(), saved.size());
   testing::TempDir dir;
@@ -488,6 +470,14 @@ TEST(MergeCheckpoint, RandLoraWithoutSavedProjections) {
   merge_checkpoint(base, {stripped}, {}, dir / "drawn");
   EXPECT_EQ(testing::read_bytes(dir / "drawn" / "model.safetensors"),
             testing::read_bytes(dir / "saved" / "model.safetensors"));
+}
+
+TEST(MergeCheckpoint, VeraWithoutSavedProjections) {
+  expect_redrawn_merge_matches("vera", {"vera_A", "vera_B"});
+}
+
+TEST(MergeCheckpoint, RandLoraWithoutSavedProjections) {
+  expect_redrawn_merge_matches("randlora", {"randlora_A", "randlora_B"});
 }
 
 TEST(MergeCheckpoint, RefusesToOverwrite) {

@@ -2,6 +2,7 @@
 // unknown adapters and methods, unmerge refusals, streaming entry points.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdio>
@@ -138,63 +139,6 @@ TEST(TorchRandom, FixtureExtrasAreWhatPeftcppDraws) {
   std::printf("cases with reference extras merged without them: %d\n", checked);
 }
 
-// VeRA's projections as PEFT saved them (save_projection=true) in every fixture that has
-// them, against what peftcpp draws from projection_prng_key: bit for bit. Base shapes come
-// from base_model.safetensors (peft-merge) or the PEFT model's state (peft-ref).
-TEST(TorchRandom, VeraProjectionsAreWhatPeftDrew) {
-  int checked = 0;
-  for (const auto& root : {testing::peft_merge_root(), testing::peft_ref_root()}) {
-    for (const auto& entry : std::filesystem::directory_iterator(root)) {
-      const auto dir = entry.path();
-      const auto folder = std::filesystem::exists(dir / "adapter") ? dir / "adapter" : dir;
-      if (!std::filesystem::exists(folder / "adapter_config.json") ||
-          !std::filesystem::exists(folder / "adapter_model.safetensors")) {
-        continue;
-      }
-      const PeftConfig config = PeftConfig::load(folder);
-      if (config.peft_type() != PeftType::VERA) continue;
-      StateDict saved = SafetensorsFile::open(folder / "adapter_model.safetensors").state_dict();
-      if (!saved.contains("base_model.vera_A")) continue;
-      const auto base_file = std::filesystem::exists(dir / "base_model.safetensors")
-                                 ? dir / "base_model.safetensors"
-                                 : dir / "model_state.safetensors";
-      const StateDict base = SafetensorsFile::open(base_file).state_dict();
-      const BaseShapes shapes = [&](std::string_view key) -> std::optional<Shape> {
-        const std::string k(key);
-        const std::string module = k.substr(0, k.size() - std::string_view(".weight").size());
-        for (const std::string& name :
-             {k, "base_model.model." + module + ".base_layer.weight", "base_model.model." + k}) {
-          if (const Tensor* t = base.find(name)) return t->shape();
-        }
-        return std::nullopt;
-      };
-      MergeAdapter adapter{"default", config, saved, {}};
-      adapter.weights.erase("base_model.vera_A");
-      adapter.weights.erase("base_model.vera_B");
-      regenerate_vera_projections(adapter, shapes);
-      for (const char* key : {"base_model.vera_A", "base_model.vera_B"}) {
-        ASSERT_TRUE(adapter.weights.contains(key)) << dir.filename() << ": " << key;
-        EXPECT_EQ(adapter.weights.at(key).shape(), saved.at(key).shape()) << dir.filename();
-        EXPECT_TRUE(adapter.weights.at(key).equals(saved.at(key))) << dir.filename() << ": " << key;
-      }
-      if (dir.parent_path() == testing::peft_merge_root()) {
-        // And a merge without the saved projections gives the same bytes.
-        MergeAdapter stripped{"default", config, saved, {}};
-        stripped.weights.erase("base_model.vera_A");
-        stripped.weights.erase("base_model.vera_B");
-        const auto with = merge_adapters(base, {MergeAdapter{"default", config, saved, {}}});
-        const auto without = merge_adapters(base, {stripped});
-        for (const auto& [key, tensor] : with) {
-          EXPECT_TRUE(without.at(key).equals(tensor)) << dir.filename() << ": " << key;
-        }
-      }
-      ++checked;
-    }
-  }
-  if (checked == 0) GTEST_SKIP() << "no VeRA fixture with saved projections";
-  std::printf("VeRA fixtures whose projections were redrawn exactly: %d\n", checked);
-}
-
 // Base shapes for a fixture: base_model.safetensors (peft-merge) names them plainly, the
 // PEFT model's state (peft-ref) under base_model.model.<module>.base_layer.
 BaseShapes fixture_base_shapes(const StateDict& base) {
@@ -209,20 +153,26 @@ BaseShapes fixture_base_shapes(const StateDict& base) {
   };
 }
 
-// The adapter without any randlora_A / randlora_B, shared or per module.
-StateDict without_randlora_bases(const StateDict& weights) {
+// The adapter without any `<...>.<name>` tensor of `names`, shared or per module.
+StateDict without(const StateDict& weights, std::initializer_list<std::string_view> names) {
   StateDict out;
   for (const auto& [key, tensor] : weights) {
-    if (!key.ends_with(".randlora_A") && !key.ends_with(".randlora_B")) out.set(key, tensor);
+    const bool drop = std::any_of(names.begin(), names.end(), [&](std::string_view name) {
+      return key.ends_with("." + std::string(name));
+    });
+    if (!drop) out.set(key, tensor);
   }
   return out;
 }
 
-// RandLoRA's bases as PEFT saved them (save_projection=true) in every fixture, against what
-// peftcpp draws from projection_prng_key: bit for bit, and merging without them gives the
-// same bytes.
-TEST(TorchRandom, RandLoraProjectionsAreWhatPeftDrew) {
+// Every fixture of `type` that saved its frozen projections `a_name` / `b_name`: the
+// projections `regenerate` draws are bit for bit what PEFT saved, and (peft-merge cases)
+// merging without them gives the same bytes. Returns how many fixtures were checked.
+int check_redrawn_projections(PeftType type, std::string_view a_name, std::string_view b_name,
+                              void (*regenerate)(MergeAdapter&, const BaseShapes&)) {
   int checked = 0;
+  const std::string a_key = "base_model." + std::string(a_name);
+  const std::string b_key = "base_model." + std::string(b_name);
   for (const auto& root : {testing::peft_merge_root(), testing::peft_ref_root()}) {
     for (const auto& entry : std::filesystem::directory_iterator(root)) {
       const auto dir = entry.path();
@@ -232,32 +182,47 @@ TEST(TorchRandom, RandLoraProjectionsAreWhatPeftDrew) {
         continue;
       }
       const PeftConfig config = PeftConfig::load(folder);
-      if (config.peft_type() != PeftType::RANDLORA) continue;
+      if (config.peft_type() != type) continue;
       const StateDict saved =
           SafetensorsFile::open(folder / "adapter_model.safetensors").state_dict();
-      if (!saved.contains("base_model.randlora_A")) continue;
-      const auto base_file = std::filesystem::exists(dir / "base_model.safetensors")
-                                 ? dir / "base_model.safetensors"
-                                 : dir / "model_state.safetensors";
-      const StateDict base = SafetensorsFile::open(base_file).state_dict();
-      MergeAdapter adapter{"default", config, without_randlora_bases(saved), {}};
-      regenerate_randlora_projections(adapter, fixture_base_shapes(base));
-      for (const char* key : {"base_model.randlora_A", "base_model.randlora_B"}) {
-        ASSERT_TRUE(adapter.weights.contains(key)) << dir.filename() << ": " << key;
-        EXPECT_EQ(adapter.weights.at(key).shape(), saved.at(key).shape()) << dir.filename();
-        EXPECT_TRUE(adapter.weights.at(key).equals(saved.at(key))) << dir.filename() << ": " << key;
+      if (!saved.contains(a_key)) continue;
+      const bool merge_case = std::filesystem::exists(dir / "base_model.safetensors");
+      const StateDict base = SafetensorsFile::open(merge_case ? dir / "base_model.safetensors"
+                                                              : dir / "model_state.safetensors")
+                                 .state_dict();
+      const StateDict stripped = without(saved, {a_name, b_name});
+      MergeAdapter adapter{"default", config, stripped, {}};
+      regenerate(adapter, fixture_base_shapes(base));
+      for (const std::string& key : {a_key, b_key}) {
+        EXPECT_TRUE(adapter.weights.contains(key) && adapter.weights.at(key).equals(saved.at(key)))
+            << dir.filename() << ": " << key;
       }
-      if (dir.parent_path() == testing::peft_merge_root()) {
-        const MergeAdapter stripped{"default", config, without_randlora_bases(saved), {}};
+      if (merge_case) {
         const auto with = merge_adapters(base, {MergeAdapter{"default", config, saved, {}}});
-        const auto without = merge_adapters(base, {stripped});
+        const auto redrawn = merge_adapters(base, {MergeAdapter{"default", config, stripped, {}}});
         for (const auto& [key, tensor] : with) {
-          EXPECT_TRUE(without.at(key).equals(tensor)) << dir.filename() << ": " << key;
+          EXPECT_TRUE(redrawn.at(key).equals(tensor)) << dir.filename() << ": " << key;
         }
       }
       ++checked;
     }
   }
+  return checked;
+}
+
+// VeRA's projections as PEFT saved them (save_projection=true), against what peftcpp draws
+// from projection_prng_key.
+TEST(TorchRandom, VeraProjectionsAreWhatPeftDrew) {
+  const int checked =
+      check_redrawn_projections(PeftType::VERA, "vera_A", "vera_B", regenerate_vera_projections);
+  if (checked == 0) GTEST_SKIP() << "no VeRA fixture with saved projections";
+  std::printf("VeRA fixtures whose projections were redrawn exactly: %d\n", checked);
+}
+
+// RandLoRA's bases likewise.
+TEST(TorchRandom, RandLoraProjectionsAreWhatPeftDrew) {
+  const int checked = check_redrawn_projections(PeftType::RANDLORA, "randlora_A", "randlora_B",
+                                                regenerate_randlora_projections);
   if (checked == 0) GTEST_SKIP() << "no RandLoRA fixture with saved projections";
   std::printf("RandLoRA fixtures whose projections were redrawn exactly: %d\n", checked);
 }
