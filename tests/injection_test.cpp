@@ -3,6 +3,8 @@
 // give the fresh model's keys, in order, with its shapes and dtypes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <set>
 
@@ -34,7 +36,10 @@ std::string unsupported_feature(const PeftRefCase& c) {
       return std::string(field) + " is not injected yet";
   }
   if (config.contains("target_modules") && config["target_modules"].is_string()) {
-    return "string target_modules ('all-linear' needs layer classes)";
+    std::string targets = config["target_modules"];
+    std::transform(targets.begin(), targets.end(), targets.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (targets == "all-linear") return "target_modules 'all-linear' (needs layer classes)";
   }
   for (const auto& module : c.json()["trained_model"]["modules"]) {
     const std::string cls = module[1];
