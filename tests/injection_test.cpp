@@ -26,10 +26,17 @@ std::string unsupported_feature(const PeftRefCase& c) {
   if (configs.size() != 1) return "several adapters";
   const auto& config = configs.begin().value();
   const std::string type = config["peft_type"];
-  static const std::set<std::string> injected = {
-      "LORA", "ADALORA", "LOHA", "LOKR",      "IA3",    "OFT",      "BOFT",
-      "HRA",  "BONE",    "MISS", "FOURIERFT", "WAVEFT", "C3A",      "SHIRA",
-      "ROAD", "DELORA",  "POLY", "LN_TUNING", "VERA",   "RANDLORA", "VBLORA"};
+  static const std::set<std::string> injected = {"LORA",      "ADALORA",
+                                                 "LOHA",      "LOKR",
+                                                 "IA3",       "OFT",
+                                                 "BOFT",      "HRA",
+                                                 "BONE",      "MISS",
+                                                 "FOURIERFT", "WAVEFT",
+                                                 "C3A",       "SHIRA",
+                                                 "ROAD",      "DELORA",
+                                                 "POLY",      "LN_TUNING",
+                                                 "VERA",      "RANDLORA",
+                                                 "VBLORA",    "TRAINABLE_TOKENS"};
   if (!injected.count(type)) return type + " injection is not implemented";
   for (const char* field : {"target_parameters", "trainable_token_indices", "layer_replication"}) {
     if (config.contains(field) && !config[field].is_null())

@@ -104,6 +104,7 @@ constexpr Method kMethods[] = {
     {PeftType::DELORA, delora_slots},
     {PeftType::POLY, poly_slots},
     {PeftType::LN_TUNING, ln_tuning_slots},
+    {PeftType::TRAINABLE_TOKENS, trainable_tokens_slots},
     {PeftType::VERA, vera_slots, vera_shared},
     {PeftType::RANDLORA, randlora_slots, randlora_shared},
     {PeftType::VBLORA, vblora_slots, vblora_shared},

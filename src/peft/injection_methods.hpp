@@ -82,6 +82,7 @@ void road_slots(const Layer&, const Context&, StateDict&);
 void delora_slots(const Layer&, const Context&, StateDict&);
 void poly_slots(const Layer&, const Context&, StateDict&);
 void ln_tuning_slots(const Layer&, const Context&, StateDict&);
+void trainable_tokens_slots(const Layer&, const Context&, StateDict&);
 
 void vera_slots(const Layer&, const Context&, StateDict&);
 StateDict vera_shared(const std::vector<Layer>&, const Context&);

@@ -1,7 +1,8 @@
 // Injection rules of the methods with one or a few small per-layer tensors: FourierFT,
-// WaveFT, C3A, SHiRA, RoAd, DeLoRA, Poly, LN tuning.
+// WaveFT, C3A, SHiRA, RoAd, DeLoRA, Poly, LN tuning, trainable tokens.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "peft/error.hpp"
@@ -166,6 +167,32 @@ void ln_tuning_slots(const Layer& layer, const Context& ctx, StateDict& out) {
     const DType dtype = is_floating(tensor.dtype()) ? ctx.make.dtype(tensor) : tensor.dtype();
     put(out, layer, ctx, "ln_tuning_layers", tensor.to(dtype).clone(), "." + name);
   }
+}
+
+// Trainable tokens: the rows of the chosen tokens, copied from the embedding (PEFT's
+// init_weights=True starts from them and replaces, not adds, on merge). Its
+// trainable_tokens_original copy is a non-persistent buffer, not state.
+void trainable_tokens_slots(const Layer& layer, const Context& ctx, StateDict& out) {
+  layer.require("trainable tokens", {"Embedding", "Linear"});
+  const Tensor& weight = layer.weight();
+  const std::vector<std::int64_t> tokens = ctx.config.token_indices();
+  const auto rows = static_cast<std::uint64_t>(weight.shape().at(0));
+  const std::uint64_t width = weight.numel() / std::max<std::uint64_t>(rows, 1);
+  const DType dtype = ctx.make.dtype(weight);
+  std::vector<double> values;
+  values.reserve(tokens.size() * width);
+  const auto all = weight.to_doubles();
+  for (const std::int64_t token : tokens) {
+    if (token < 0 || static_cast<std::uint64_t>(token) >= rows) {
+      throw Error(ErrorCode::InvalidConfigValue, ctx.config.source(),
+                  fmt::format("token_indices: token {} is outside {}'s {} rows", token,
+                              layer.module->path, rows));
+    }
+    const auto first = all.begin() + static_cast<std::ptrdiff_t>(token * width);
+    values.insert(values.end(), first, first + static_cast<std::ptrdiff_t>(width));
+  }
+  put(out, layer, ctx, "trainable_tokens_delta",
+      Tensor::from_doubles(dtype, {static_cast<std::uint64_t>(tokens.size()), width}, values));
 }
 
 }  // namespace peft::injection
