@@ -3,7 +3,22 @@
 
 #include <CLI/CLI.hpp>
 
+#include <optional>
+#include <string>
+
+#include "peft/dtype.hpp"
+
 namespace peftcpp::cli {
+
+// The floating dtypes `--dtype` accepts (convert, merge, unmerge), and what each names;
+// nullopt for an empty (not given) option.
+inline const CLI::IsMember kCastDtypeNames({"f32", "f16", "bf16"});
+inline std::optional<peft::DType> cast_dtype(const std::string& text) {
+  if (text == "f32") return peft::DType::F32;
+  if (text == "f16") return peft::DType::F16;
+  if (text == "bf16") return peft::DType::BF16;
+  return std::nullopt;
+}
 
 struct GlobalOptions {
   bool quiet = false;

@@ -18,8 +18,7 @@ void register_convert(CLI::App& app, GlobalOptions& global) {
   cmd->add_option("in", options->in, "weights file or adapter folder")->required();
   cmd->add_option("out", options->out, "output file (format from its extension) or folder")
       ->required();
-  cmd->add_option("--dtype", options->dtype, "cast floating tensors")
-      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  cmd->add_option("--dtype", options->dtype, "cast floating tensors")->check(kCastDtypeNames);
   cmd->add_flag("--force", options->force, "replace an existing output");
   cmd->footer(
       "Outputs are written atomically (a temporary file renamed into place).\n\nExamples:\n"
@@ -28,9 +27,7 @@ void register_convert(CLI::App& app, GlobalOptions& global) {
   cmd->callback([options, &global] {
     peft::ConvertOptions convert;
     convert.overwrite = options->force;
-    if (options->dtype == "f32") convert.dtype = peft::DType::F32;
-    if (options->dtype == "f16") convert.dtype = peft::DType::F16;
-    if (options->dtype == "bf16") convert.dtype = peft::DType::BF16;
+    convert.dtype = cast_dtype(options->dtype);
     peft::convert_adapter(options->in, options->out, convert);
     if (!global.quiet) fmt::print("wrote {}\n", options->out);
   });

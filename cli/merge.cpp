@@ -113,13 +113,6 @@ std::vector<peft::MergeAdapter> load_adapters(const CheckpointOptions& o,
   return adapters;
 }
 
-std::optional<peft::DType> dtype_option(const std::string& text) {
-  if (text == "f32") return peft::DType::F32;
-  if (text == "f16") return peft::DType::F16;
-  if (text == "bf16") return peft::DType::BF16;
-  return std::nullopt;
-}
-
 void add_common_options(CLI::App* cmd, CheckpointOptions& o) {
   cmd->add_option("--adapter", o.adapters,
                   "adapter folder(s) or Hub id(s), comma-separated; merged in order")
@@ -128,7 +121,7 @@ void add_common_options(CLI::App* cmd, CheckpointOptions& o) {
   cmd->add_option("--out", o.out, "output folder (shards, index and the base's other files)")
       ->required();
   cmd->add_option("--dtype", o.dtype, "cast floating tensors first (as torch_dtype=...)")
-      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+      ->check(kCastDtypeNames);
   cmd->add_option("--max-shard-size", o.max_shard_size,
                   "re-shard as transformers does (\"5GB\", \"500MB\"; decimal units); default: "
                   "keep the input's shard boundaries")
@@ -159,7 +152,7 @@ peft::CheckpointWriteOptions write_options(const CheckpointOptions& o, const Glo
                                            const std::string& label) {
   peft::CheckpointWriteOptions write;
   if (!o.max_shard_size.empty()) write.max_shard_size = peft::parse_shard_size(o.max_shard_size);
-  write.dtype = dtype_option(o.dtype);
+  write.dtype = cast_dtype(o.dtype);
   write.threads = o.threads;
   write.force = o.force;
   if (!global.quiet && ::isatty(STDERR_FILENO)) {

@@ -32,6 +32,7 @@
 #include "peft/adapter_io.hpp"
 #include "peft/dtype.hpp"
 #include "peft/merge.hpp"
+#include "peft/safetensors.hpp"
 #include "peft/state_dict.hpp"
 
 namespace peft {
@@ -42,6 +43,9 @@ struct CheckpointShard {
   std::vector<std::string> names;  // the mapped tensors, in the file's data order
   std::uint64_t bytes = 0;         // their byte sizes summed
   std::uint64_t file_size = 0;
+  // safetensors' __metadata__ ({"format": "pt"} for a PyTorch file): kept when the output
+  // keeps the shard boundaries.
+  std::optional<Metadata> metadata;
 };
 
 // Where a checkpoint's tensors are. Every shard header has been read and validated.

@@ -55,6 +55,7 @@ CheckpointLayout single_file(const fs::path& file, std::string source) {
   shard.path = file;
   shard.file_name = file.filename().string();
   shard.file_size = st.file_size();
+  shard.metadata = st.metadata();
   for (const auto& info : st.tensors()) {
     shard.names.push_back(info.name);
     shard.bytes += info.nbytes;
@@ -186,6 +187,7 @@ CheckpointLayout read_checkpoint_index(const fs::path& index_file) {
     shard.path = path;
     shard.file_name = file;
     shard.file_size = st.file_size();
+    shard.metadata = st.metadata();
     for (const auto& info : st.tensors()) {  // data order: the order writing keeps
       if (wanted.count(info.name) == 0) {
         layout.unmapped.push_back(file + ": " + info.name);

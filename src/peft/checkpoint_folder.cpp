@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "formats/mapped_file.hpp"
+#include "formats/pickle.hpp"
 #include "peft/checkpoint_output.hpp"
 #include "peft/error.hpp"
 #include "peft/python_json.hpp"
@@ -19,19 +20,10 @@ bool same_folder(const fs::path& a, const fs::path& b) {
   return !a.empty() && !b.empty() && fs::equivalent(a, b, ec);
 }
 
+// What transformers writes for torch_dtype ("bfloat16"): torch's own dtype name.
 std::string torch_dtype_name(DType dtype) {
-  switch (dtype) {
-    case DType::F64:
-      return "float64";
-    case DType::F32:
-      return "float32";
-    case DType::F16:
-      return "float16";
-    case DType::BF16:
-      return "bfloat16";
-    default:
-      return std::string(dtype_name(dtype));
-  }
+  const formats::TorchType* type = formats::torch_type_of(dtype);
+  return std::string(type != nullptr ? type->dtype_name : dtype_name(dtype));
 }
 
 // Sets "torch_dtype" / "dtype" (transformers >= 4.56 writes the latter) where present, at

@@ -184,7 +184,7 @@ std::vector<OutputShard> plan_output(const CheckpointLayout& layout, const std::
     shard.items = std::move(groups[g]);
     // Kept boundaries keep the shard's metadata; new shards get what save_pretrained writes.
     if (!write.max_shard_size) {
-      shard.metadata = detail::ShardFile::open(layout.shards[g].path).metadata();
+      shard.metadata = layout.shards[g].metadata;
     } else {
       shard.metadata = Metadata{{"format", "pt"}};
     }
