@@ -300,6 +300,23 @@ TEST(TorchRandom, RandLoraBasesMatchTorch) {
       from_signs("+00-000-+-+00000+00-+0000+0-0-000++0000--++0-00000000-00-00+00000+", 0x3fd74057));
 }
 
+// A config whose r disagrees with the saved tensors, or is not positive, is refused before
+// anything is drawn (it would size, or divide, the projections).
+TEST(TorchRandom, ProjectionRankIsChecked) {
+  const BaseShapes shapes = [](std::string_view k) -> std::optional<Shape> {
+    if (k == "lin.weight") return Shape{9, 7};
+    return std::nullopt;
+  };
+  MergeAdapter mismatched = randlora_without_bases(3, 1, nullptr);
+  mismatched.config.mutable_json()["r"] = 5;
+  EXPECT_PEFT_ERROR(regenerate_randlora_projections(mismatched, shapes),
+                    ErrorCode::InvalidConfigValue, "r is 5");
+  MergeAdapter zero = randlora_without_bases(3, 1, nullptr);
+  zero.config.mutable_json()["r"] = 0;
+  EXPECT_PEFT_ERROR(regenerate_randlora_projections(zero, shapes), ErrorCode::InvalidConfigValue,
+                    "r is 0");
+}
+
 TEST(Merge, ShapeMismatchNamesModule) {
   StateDict base;
   base.set("lin.weight", Tensor::zeros(DType::F32, {5, 4}));

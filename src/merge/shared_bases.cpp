@@ -234,6 +234,29 @@ std::pair<std::size_t, std::size_t> largest_layer(const MergeAdapter& adapter,
   return {max_out, max_in};
 }
 
+// The config's r, checked before it sizes the drawn projections: at least 1, and equal to
+// the rank the saved `<module>.<rank_tensor>` tensors carry in `rank_dim` (a mismatched or
+// hostile config must not allocate, or divide, with a wrong r).
+std::size_t projection_rank(const MergeAdapter& adapter, std::int64_t fallback,
+                            std::string_view rank_tensor, std::size_t rank_dim) {
+  const std::int64_t r = adapter.config.get_int("r", fallback);
+  for (const auto& [key, tensor] : adapter.weights) {
+    if (!key.starts_with(kModulePrefix) || !key.ends_with(rank_tensor)) continue;
+    const Shape& shape = tensor.shape();
+    if (r < 1 || rank_dim >= shape.size() || static_cast<std::int64_t>(shape[rank_dim]) != r) {
+      throw Error(ErrorCode::InvalidConfigValue, adapter.config.source(),
+                  fmt::format("r is {} but '{}' is {}: the projections cannot be drawn", r, key,
+                              shape_to_string(shape)));
+    }
+    break;  // PEFT checks one rank for all layers; the merge checks every layer's shapes
+  }
+  if (r < 1) {
+    throw Error(ErrorCode::InvalidConfigValue, adapter.config.source(),
+                fmt::format("r must be at least 1, got {}", r));
+  }
+  return static_cast<std::size_t>(r);
+}
+
 numeric::TorchGenerator projection_generator(const PeftConfig& config) {
   return numeric::TorchGenerator(
       static_cast<std::uint64_t>(config.get_int("projection_prng_key", 0)));
@@ -296,7 +319,7 @@ void regenerate_vera_projections(MergeAdapter& adapter, const BaseShapes& base_s
   }
   const auto [max_out, max_in] = largest_layer(adapter, base_shapes, ".vera_lambda_b", "VeRA");
   if (max_out == 0) return;  // no VeRA module: nothing to draw
-  const auto r = static_cast<std::size_t>(config.get_int("r", 256));
+  const std::size_t r = projection_rank(adapter, 256, ".vera_lambda_d", 0);
   auto generator = projection_generator(config);
   const auto a = numeric::torch_kaiming_uniform(r, max_in, generator);
   const auto b = numeric::torch_kaiming_uniform(max_out, r, generator);
@@ -318,7 +341,7 @@ void regenerate_randlora_projections(MergeAdapter& adapter, const BaseShapes& ba
       largest_layer(adapter, base_shapes, ".randlora_lambda", "RandLoRA");
   if (max_out == 0) return;  // no RandLoRA module: nothing to draw
   const std::size_t hi = std::max(max_out, max_in), lo = std::min(max_out, max_in);
-  const auto r = static_cast<std::size_t>(config.get_int("r", 32));
+  const std::size_t r = projection_rank(adapter, 32, ".randlora_lambda", 0);
   const std::size_t bases = (lo + r - 1) / r;  // enough bases for full rank
   auto generator = projection_generator(config);
   auto [a, b] =

@@ -24,13 +24,16 @@ StateDict random_projections(const std::vector<Layer>& targets, const Context& c
   std::map<std::string, Shape> shapes;  // "<module>.weight" -> as natural_layout reads it
   const bool fan_in_fan_out = ctx.config.fan_in_fan_out();
   const Tensor* first_weight = nullptr;
+  const auto rank = static_cast<std::uint64_t>(std::max<std::int64_t>(ctx.config.r(), 1));
   for (const Layer& layer : targets) {
     if (layer.cls != "Linear" && layer.cls != "Conv1D") continue;
     if (first_weight == nullptr) first_weight = &layer.weight();
     const std::uint64_t in = layer.in_features(), out = layer.out_features();
     shapes[layer.module->path + ".weight"] = fan_in_fan_out ? Shape{in, out} : Shape{out, in};
+    // A stand-in for the layer's tensor that marks it targeted, [r, 1] like the rank-carrying
+    // randlora_lambda (the drawing checks r against it).
     adapter.weights.set(fmt::format("{}{}{}", kRoot, layer.module->path, marker),
-                        Tensor::zeros(DType::F32, {1}));
+                        Tensor::zeros(DType::F32, {rank, 1}));
   }
   if (first_weight == nullptr) {
     throw Error(ErrorCode::Unsupported, ctx.config.source(),
