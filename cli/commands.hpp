@@ -3,21 +3,49 @@
 
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <optional>
 #include <string>
 
+#include "peft/adapter_io.hpp"
 #include "peft/dtype.hpp"
 
 namespace peftcpp::cli {
 
-// The floating dtypes `--dtype` accepts (convert, merge, unmerge), and what each names;
-// nullopt for an empty (not given) option.
-inline const CLI::IsMember kCastDtypeNames({"f32", "f16", "bf16"});
+// Every dtype option (--dtype): PyTorch's and safetensors' spellings, one alias table
+// (peft::floating_dtype_from_alias). nullopt for an empty (not given) option.
+inline const CLI::Validator kCastDtypeNames(
+    [](const std::string& text) -> std::string {
+      if (peft::floating_dtype_from_alias(text)) return {};
+      return "unknown dtype '" + text + "'; expected one of " +
+             std::string(peft::floating_dtype_aliases());
+    },
+    "DTYPE");
 inline std::optional<peft::DType> cast_dtype(const std::string& text) {
-  if (text == "f32") return peft::DType::F32;
-  if (text == "f16") return peft::DType::F16;
-  if (text == "bf16") return peft::DType::BF16;
-  return std::nullopt;
+  if (text.empty()) return std::nullopt;
+  return peft::floating_dtype_from_alias(text);
+}
+
+// Where an input that is a Hub id is looked for: "org/name[/sub][@rev]" in the argument,
+// or these options (single-input commands).
+struct SourceOptions {
+  std::string revision = "main";
+  std::string subfolder;
+};
+inline void add_source_options(CLI::App* cmd, SourceOptions& source) {
+  cmd->add_option("--revision", source.revision,
+                  "branch, tag or commit of a Hub id (same as ID@REVISION; default main)");
+  cmd->add_option("--subfolder", source.subfolder,
+                  "sub folder inside the adapter folder or Hub repository (same as ID/SUB)");
+}
+inline peft::AdapterLocation location_of(const SourceOptions& source) {
+  peft::AdapterLocation location;
+  location.revision = source.revision;
+  location.subfolder = source.subfolder;
+  return location;
+}
+inline std::filesystem::path resolve_input(const std::string& path, const SourceOptions& source) {
+  return peft::resolve_adapter_folder(path, location_of(source));
 }
 
 struct GlobalOptions {

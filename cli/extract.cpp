@@ -7,10 +7,35 @@
 #include "commands.hpp"
 #include "peft/adapter_io.hpp"
 #include "peft/error.hpp"
+#include "peft/file_format.hpp"
+#include "peft/peft_state_dict.hpp"
 #include "peft/safetensors.hpp"
+#include "peft/validate.hpp"
 
 namespace peftcpp::cli {
 namespace fs = std::filesystem;
+
+namespace {
+
+// A config of another adapter extracts tensors that validate then rejects: check the
+// extracted weights against the config before anything is written.
+void refuse_mismatched_config(const peft::PeftModel& model, const std::string& adapter,
+                              peft::SaveEmbeddingLayers embeddings, const std::string& config) {
+  peft::PeftModel copy = model;  // get_peft_model_state_dict may rewrite AdaLoRA's config
+  peft::GetStateDictOptions get;
+  get.adapter_name = adapter;
+  get.save_embedding_layers = embeddings;
+  const peft::StateDict weights = peft::get_peft_model_state_dict(copy, get);
+  if (weights.empty()) return;  // save_pretrained says why
+  for (const auto& p : peft::validate_adapter(copy.config(adapter), weights, config)) {
+    if (p.severity != peft::Severity::Error) continue;
+    throw peft::Error(peft::ErrorCode::InvalidArgument, config,
+                      fmt::format("does not describe the adapter '{}' in the model: {} [{}] {}",
+                                  adapter, p.where, p.code, p.message));
+  }
+}
+
+}  // namespace
 
 void register_extract(CLI::App& app, GlobalOptions& global) {
   struct Options {
@@ -21,7 +46,8 @@ void register_extract(CLI::App& app, GlobalOptions& global) {
   auto options = std::make_shared<Options>();
   CLI::App* cmd =
       app.add_subcommand("extract", "write the adapter held in a full PEFT-model checkpoint");
-  cmd->add_option("--model", options->model, "the PEFT model's full state_dict() as .safetensors")
+  cmd->add_option("--model", options->model,
+                  "the PEFT model's full state_dict() (.safetensors or torch.save .bin)")
       ->required();
   cmd->add_option("--config", options->config, "adapter_config.json (or its folder)")->required();
   cmd->add_option("--adapter", options->adapter,
@@ -48,7 +74,7 @@ void register_extract(CLI::App& app, GlobalOptions& global) {
                         "already holds an adapter; pass --force to replace it");
     }
     peft::PeftModel model;
-    model.state = peft::SafetensorsFile::open(options->model).state_dict();
+    model.state = peft::read_weights_file(options->model);
     model.adapters.emplace_back(options->adapter, peft::PeftConfig::load(options->config));
     if (!options->base_config.empty()) {
       std::ifstream in(options->base_config);
@@ -75,6 +101,7 @@ void register_extract(CLI::App& app, GlobalOptions& global) {
     save.save_embedding_layers = options->embeddings == "true"    ? peft::SaveEmbeddingLayers::Yes
                                  : options->embeddings == "false" ? peft::SaveEmbeddingLayers::No
                                                                   : peft::SaveEmbeddingLayers::Auto;
+    refuse_mismatched_config(model, options->adapter, save.save_embedding_layers, options->config);
     std::vector<std::string> warnings;
     save.warnings = &warnings;
     peft::save_pretrained(model, out, save);

@@ -1,6 +1,7 @@
 // peftcpp inspect: what is in an adapter, at a glance, from headers only.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -10,7 +11,6 @@
 #include "peft/adapter_io.hpp"
 #include "peft/error.hpp"
 #include "peft/inspect.hpp"
-#include "peft/safetensors.hpp"
 
 namespace peftcpp::cli {
 namespace fs = std::filesystem;
@@ -19,6 +19,7 @@ namespace {
 
 struct InspectOptions {
   std::string path;
+  SourceOptions source;
   bool tensors = false;
   bool json = false;
 };
@@ -47,26 +48,35 @@ void print_field(std::string_view label, const std::string& value) {
 }
 
 void print_modules(const peft::AdapterSummary& s) {
-  // One line per layer pattern and (rank, alpha, scaling).
-  using Key = std::tuple<std::string, std::string, std::string, std::string>;
+  // One line per layer pattern and (rank, alpha, scaling, rank in the weights).
+  using Key = std::tuple<std::string, std::string, std::string, std::string, std::string>;
   std::map<Key, std::size_t> groups;
   std::vector<Key> order;
   const auto number = [](const auto& v) {
     return v ? fmt::format("{:g}", static_cast<double>(*v)) : std::string("?");
   };
   for (const auto& m : s.modules) {
-    Key key{peft::layer_pattern(m.module), number(m.rank), number(m.alpha), number(m.scaling)};
+    // Only the config's rank counts (PEFT's rule); the tensors' rank is shown when it
+    // disagrees, or when there is no config to give one.
+    const std::string weights_rank =
+        m.rank_mismatch() || (!m.rank && m.weights_rank) ? number(m.weights_rank) : "";
+    Key key{peft::layer_pattern(m.module), number(m.rank), number(m.alpha), number(m.scaling),
+            weights_rank};
     if (groups[key]++ == 0) order.push_back(key);
   }
   fmt::print("  modules ({})\n", s.modules.size());
   for (const auto& key : order) {
-    const auto& [pattern, rank, alpha, scaling] = key;
-    if (rank == "?" && alpha == "?") {
-      fmt::print("    {:<48} ×{}\n", pattern, groups[key]);
-    } else {
-      fmt::print("    {:<48} ×{:<3} r={} alpha={} scaling={}\n", pattern, groups[key], rank, alpha,
-                 scaling);
+    const auto& [pattern, rank, alpha, scaling, weights_rank] = key;
+    std::string facts;
+    if (rank != "?" || alpha != "?") {
+      facts = fmt::format("r={} alpha={} scaling={}", rank, alpha, scaling);
     }
+    if (!weights_rank.empty()) {
+      facts += rank == "?"
+                   ? fmt::format("rank {} (weights)", weights_rank)
+                   : fmt::format("  ≠ weights' rank {}: PEFT refuses these tensors", weights_rank);
+    }
+    fmt::print("    {:<48} ×{:<3} {}\n", pattern, groups[key], facts);
   }
 }
 
@@ -124,32 +134,29 @@ void print_summary(const peft::AdapterSummary& s, bool with_tensors) {
   }
 }
 
-// A single weights file: its tensors only.
-void inspect_file(const fs::path& path, const InspectOptions& options) {
-  peft::AdapterSummary s;
-  s.name = path.filename().string();
-  s.folder = path.parent_path();
-  s.weights_file = path;
-  s.weights_format = "safetensors";
-  const auto file = peft::SafetensorsFile::open(path);
-  s.bytes_on_disk = file.file_size();
-  for (const auto& info : file.tensors()) {
-    s.tensors.push_back({info.name, info.dtype, info.shape});
-    s.dtypes[std::string(peft::dtype_name(info.dtype))]++;
-    s.parameters += peft::shape_numel(info.shape);
-  }
+// A single weights file (recognised by content): its tensors only.
+bool inspect_file(const fs::path& path, const InspectOptions& options) {
+  const peft::AdapterSummary s = peft::inspect_weights_file(path);
   if (options.json) {
     std::cout << peft::to_json(s, options.tensors).dump(2) << "\n";
   } else {
     print_summary(s, options.tensors);
   }
+  return s.weights_error.empty();
 }
 
-void run_inspect(const InspectOptions& options) {
+// Exit status 1 when any part of what was asked about could not be read.
+void run_inspect(const InspectOptions& options, GlobalOptions& global) {
   std::error_code ec;
-  if (fs::is_regular_file(options.path, ec)) return inspect_file(options.path, options);
+  if (fs::is_regular_file(options.path, ec)) {
+    global.exit_code = inspect_file(options.path, options) ? 0 : 1;
+    return;
+  }
   // A folder, or a Hub id found in the Hugging Face cache.
-  const auto adapters = peft::inspect_adapters(peft::resolve_adapter_folder(options.path));
+  const auto adapters = peft::inspect_adapters(resolve_input(options.path, options.source));
+  const bool complete = std::all_of(adapters.begin(), adapters.end(),
+                                    [](const peft::AdapterSummary& s) { return s.complete(); });
+  global.exit_code = complete ? 0 : 1;
   if (options.json) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& s : adapters) out.push_back(peft::to_json(s, options.tensors));
@@ -164,20 +171,23 @@ void run_inspect(const InspectOptions& options) {
 
 }  // namespace
 
-void register_inspect(CLI::App& app, GlobalOptions& /*global*/) {
+void register_inspect(CLI::App& app, GlobalOptions& global) {
   auto options = std::make_shared<InspectOptions>();
   CLI::App* cmd = app.add_subcommand("inspect", "show what an adapter folder or weight file holds");
   cmd->add_option("path", options->path,
-                  "adapter folder, .safetensors file, or Hub id in the local cache")
+                  "adapter folder, weights file (.safetensors or torch.save .bin), or Hub id "
+                  "(org/name[/sub][@rev]) in the local cache")
       ->required();
+  add_source_options(cmd, options->source);
   cmd->add_flag("--tensors", options->tensors, "list every tensor with dtype and shape");
   cmd->add_flag("--json", options->json, "print a JSON document instead of text (see docs/cli.md)");
   cmd->footer(
-      "Reads headers only: instant even on multi-GB files.\n\nExamples:\n"
+      "Reads headers only: instant even on multi-GB files. Exit code: 0 when everything was "
+      "read, 1 when a part could not be (shown inline), 2 usage error.\n\nExamples:\n"
       "  peftcpp inspect examples/tf_llama_lora\n"
       "  peftcpp inspect examples/tf_llama_lora --tensors\n"
       "  peftcpp inspect adapter_model.safetensors --json");
-  cmd->callback([options] { run_inspect(*options); });
+  cmd->callback([options, &global] { run_inspect(*options, global); });
 }
 
 }  // namespace peftcpp::cli

@@ -22,7 +22,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct CheckpointOptions {
-  std::string base, out, dtype, max_shard_size, extras, revision = "main", combination = "svd";
+  std::string base, out, dtype, max_shard_size, extras, combination = "svd";
   std::vector<std::string> adapters;
   std::vector<double> weights;
   bool safe_merge = false, force = false, no_autocast = false;
@@ -113,11 +113,8 @@ std::vector<peft::MergeAdapter> load_adapters(const CheckpointOptions& o,
   return adapters;
 }
 
-void add_common_options(CLI::App* cmd, CheckpointOptions& o) {
-  cmd->add_option("--adapter", o.adapters,
-                  "adapter folder(s) or Hub id(s), comma-separated; merged in order")
-      ->required()
-      ->delimiter(',');
+void add_common_options(CLI::App* cmd, CheckpointOptions& o, const char* adapter_help) {
+  cmd->add_option("--adapter", o.adapters, adapter_help)->required()->delimiter(',');
   cmd->add_option("--out", o.out, "output folder (shards, index and the base's other files)")
       ->required();
   cmd->add_option("--dtype", o.dtype, "cast floating tensors first (as torch_dtype=...)")
@@ -140,7 +137,6 @@ void add_common_options(CLI::App* cmd, CheckpointOptions& o) {
   cmd->add_option("--extras", o.extras,
                   "FourierFT/WaveFT positions to use instead of drawing them from "
                   "random_loc_seed as torch does, as a .safetensors file");
-  cmd->add_option("--revision", o.revision, "revision for Hub ids found in the cache");
   cmd->add_flag("--force", o.force, "write into an existing non-empty folder");
   cmd->add_flag("--no-autocast", o.no_autocast,
                 "the adapter was loaded with autocast_adapter_dtype=False: its half-precision "
@@ -167,8 +163,14 @@ void report(const peft::CheckpointWriteResult& result, const std::vector<std::st
   if (global.quiet) return;
   for (const auto& w : warnings) fmt::print(stderr, "peftcpp: warning: {}\n", w);
   for (const auto& w : result.warnings) fmt::print(stderr, "peftcpp: warning: {}\n", w);
+  std::uint64_t on_disk = 0;  // the files' sizes, not the tensor bytes
+  for (const auto& f : result.files) {
+    std::error_code ec;
+    const auto size = fs::file_size(fs::path(out) / f, ec);
+    if (!ec) on_disk += size;
+  }
   fmt::print("{} {} of {} tensors; wrote {} in {} file{} to {}\n", verb, result.changed,
-             result.tensors, human_bytes(static_cast<double>(result.bytes)), result.files.size(),
+             result.tensors, human_bytes(static_cast<double>(on_disk)), result.files.size(),
              result.files.size() == 1 ? "" : "s", out);
   if (global.verbose) {
     for (const auto& f : result.files) fmt::print("  {}\n", f);
@@ -188,7 +190,9 @@ void register_merge(CLI::App& app, GlobalOptions& global) {
          "else pytorch_model.bin[.index.json]) or a Hub id in the cache; written as "
          "safetensors")
       ->required();
-  add_common_options(cmd, *o);
+  add_common_options(cmd, *o,
+                     "adapter folder(s) or Hub id(s) (org/name[/sub][@rev]), comma-separated; "
+                     "merged in order");
   cmd->add_option("--weights", o->weights,
                   "combine the adapters with add_weighted_adapter, one weight each")
       ->delimiter(',');
@@ -204,13 +208,16 @@ void register_merge(CLI::App& app, GlobalOptions& global) {
       "  peftcpp merge --base ./base --adapter a,b --weights 0.7,0.3 --combination linear "
       "--out merged --dtype bf16 --max-shard-size 2GB\n"
       "  peftcpp merge --base model.safetensors --adapter my-lora --out merged --threads 1");
-  cmd->callback([o, &global] {
+  cmd->callback([o, cmd, &global] {
+    if (o->weights.empty() && (cmd->count("--combination") || cmd->count("--svd-rank"))) {
+      throw CLI::ValidationError("--combination/--svd-rank",
+                                 "combine adapters only with --weights (one weight per adapter)");
+    }
     if (!o->weights.empty() && o->weights.size() != o->adapters.size()) {
       throw CLI::ValidationError("--weights", fmt::format("{} weights for {} adapters",
                                                           o->weights.size(), o->adapters.size()));
     }
-    peft::AdapterLocation location;
-    location.revision = o->revision;
+    const peft::AdapterLocation location;  // each id carries its own @revision and sub folder
     auto adapters = load_adapters(*o, location);
     std::vector<std::string> warnings;
     peft::MergeOptions options;
@@ -245,7 +252,9 @@ void register_unmerge(CLI::App& app, GlobalOptions& global) {
   cmd->add_option("--merged", o->base,
                   "merged checkpoint: a .safetensors file, a folder or a Hub id in the cache")
       ->required();
-  add_common_options(cmd, *o);
+  add_common_options(cmd, *o,
+                     "the adapter folder(s) or Hub id(s) (org/name[/sub][@rev]) that were "
+                     "merged, comma-separated; taken out in reverse order");
   cmd->footer(
       "Refuses (exit 1), saying why, where the merged weights and the adapter do not determine "
       "the base (DoRA, modules_to_save, trainable tokens, bias=\"all\", OSF...).\n\n"
@@ -253,8 +262,7 @@ void register_unmerge(CLI::App& app, GlobalOptions& global) {
       "  peftcpp unmerge --merged merged --adapter my-lora --out restored\n"
       "  peftcpp unmerge --merged merged/model.safetensors --adapter a,b --out restored");
   cmd->callback([o, &global] {
-    peft::AdapterLocation location;
-    location.revision = o->revision;
+    const peft::AdapterLocation location;  // each id carries its own @revision and sub folder
     auto adapters = load_adapters(*o, location);
     std::vector<std::string> warnings;
     peft::MergeOptions options;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages peftcpp needs, only those that are missing.
+# --cli: only what the library and the command-line tool need (no test/benchmark libraries).
 set -euo pipefail
-packages=(build-essential cmake pkg-config git
-  nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libdeflate-dev libopenblas-dev liblapacke-dev libfftw3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev)
+packages=(build-essential cmake pkg-config
+  nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libdeflate-dev libopenblas-dev liblapacke-dev libfftw3-dev)
+[ "${1:-}" = "--cli" ] || packages+=(git libgtest-dev libgmock-dev libbenchmark-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,5 +2,5 @@
 # Builds peftcpp and inspects the bundled example adapter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh >/dev/null
+scripts/build.sh --cli >/dev/null
 build/peftcpp inspect examples/tf_llama_lora --tensors

@@ -314,5 +314,65 @@ TEST(SavePretrained, RefusesAFileAndUnknownAdapters) {
   EXPECT_PEFT_ERROR(save_pretrained(model, dir / "out", options), ErrorCode::NotFound, "ghost");
 }
 
+TEST(SavePretrained, RefusesAnAdapterWithoutTensorsBeforeWriting) {
+  testing::TempDir dir;
+  const fs::path c = testing::peft_ref_root() / "lora_linear";
+  // The common mistake: weights with saved keys (load_peft_weights) as the model's state.
+  PeftModel model;
+  model.state = load_peft_weights(c.string());
+  model.adapters.emplace_back("default", load_adapter_config(c.string()));
+  EXPECT_PEFT_ERROR(save_pretrained(model, dir / "out"), ErrorCode::InvalidArgument,
+                    "save_adapter");
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+TEST(SaveAdapter, WritesWhatLoadPeftWeightsRead) {
+  testing::TempDir dir;
+  const fs::path c = testing::peft_ref_root() / "lora_linear";
+  const PeftConfig config = load_adapter_config(c.string());
+  const StateDict weights = load_peft_weights(c.string());
+  save_adapter(dir / "out", config, weights);
+  EXPECT_TRUE(testing::read_bytes(dir / "out" / "adapter_model.safetensors") ==
+              testing::read_bytes(c / "adapter_model.safetensors"));
+  EXPECT_EQ(testing::read_text(dir / "out" / "adapter_config.json"),
+            testing::read_text(c / "adapter_config.json"));
+  // Not again without overwrite; then .bin.
+  EXPECT_PEFT_ERROR(save_adapter(dir / "out", config, weights), ErrorCode::InvalidArgument,
+                    "exists already");
+  SaveAdapterOptions bin;
+  bin.safe_serialization = false;
+  save_adapter(dir / "bin", config, weights, bin);
+  EXPECT_EQ(load_peft_weights((dir / "bin").string()).size(), weights.size());
+  // Refused before anything is written: nothing, a config for other modules.
+  EXPECT_PEFT_ERROR(save_adapter(dir / "empty", config, {}), ErrorCode::InvalidArgument,
+                    "empty_weights");
+  EXPECT_FALSE(fs::exists(dir / "empty"));
+  PeftConfig other = config;
+  other.mutable_json()["target_modules"] = nlohmann::json::array({"elsewhere"});
+  EXPECT_PEFT_ERROR(save_adapter(dir / "other", other, weights), ErrorCode::InvalidArgument,
+                    "untargeted_module");
+  EXPECT_FALSE(fs::exists(dir / "other"));
+}
+
+TEST(HubReference, ParsesIdsRevisionsAndSubfolders) {
+  auto ref = parse_hub_reference("org/name");
+  ASSERT_TRUE(ref);
+  EXPECT_EQ(ref->repo_id, "org/name");
+  EXPECT_EQ(ref->subfolder, "");
+  EXPECT_FALSE(ref->revision);
+  ref = parse_hub_reference("org/name/sub/dir@refs/pr/1");
+  ASSERT_TRUE(ref);
+  EXPECT_EQ(ref->repo_id, "org/name");
+  EXPECT_EQ(ref->subfolder, "sub/dir");
+  EXPECT_EQ(ref->revision, "refs/pr/1");
+  ref = parse_hub_reference("gpt2@" + std::string(40, 'a'));
+  ASSERT_TRUE(ref);
+  EXPECT_EQ(ref->repo_id, "gpt2");
+  for (const char* bad : {"", "/abs/path", "org/", "org//x", "a--b/c", "org/name@", "../x",
+                          "org/name/../x", "-org/name", "org/na me"}) {
+    EXPECT_FALSE(parse_hub_reference(bad)) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace peft

@@ -248,7 +248,8 @@ TEST(CliMerge, UsageErrorsExitTwo) {
       {"merge", "--adapter", w("a"), "--out", w("o")},      // no --base
       {"merge", "--base", w("base"), "--adapter", w("a"), "--out", w("o"), "--dtype", "f8"},
       {"merge", "--base", w("base"), "--adapter", w("a"), "--out", w("o"), "--max-shard-size",
-       "5GiB"},
+       "5XiB"},
+      {"merge", "--base", w("base"), "--adapter", w("a"), "--out", w("o"), "--svd-rank", "2"},
       {"merge", "--base", w("base"), "--adapter", w("a"), "--out", w("o"), "--combination", "ties"},
       {"merge", "--base", w("base"), "--adapter", w("a") + "," + w("b"), "--weights", "1", "--out",
        w("o")},

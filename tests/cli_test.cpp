@@ -2,8 +2,11 @@
 // and the broken adapters users actually meet.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 #include <set>
+
+#include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
 
@@ -69,7 +72,8 @@ TEST(Cli, InspectAConfigOnlyFolderReportsMissingWeights) {
   fs::copy_file(fs::path(case_dir("lora_linear")) / "adapter_config.json",
                 dir / "adapter_config.json");
   const auto result = peftcpp({"inspect", dir.path().string()});
-  EXPECT_EQ(result.exit_code, 0) << result.err;
+  // What was readable is shown; the missing part makes the exit status 1.
+  EXPECT_EQ(result.exit_code, 1) << result.err;
   EXPECT_NE(result.out.find("missing"), std::string::npos);
 }
 
@@ -200,6 +204,313 @@ TEST(Cli, HubIdsResolveThroughTheLocalCache) {
   EXPECT_EQ(validate.exit_code, 0) << validate.out;
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.err.find("models--someone--not-cached"), std::string::npos) << missing.err;
+}
+
+}  // namespace
+}  // namespace peft
+
+// ---- the defects found by using peftcpp as a user would (issue 12) ----------------------
+
+namespace peft {
+namespace {
+
+std::string all_output(const testing::CommandResult& r) {
+  return r.out + r.err;
+}
+
+// A safetensors file whose 8-byte header length has the low byte 0x80 (the pickle PROTO
+// opcode): taken for a legacy torch.save file by a one-byte sniffer.
+fs::path proto_like_safetensors(const testing::TempDir& dir) {
+  std::string header = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  header.resize(0x180, ' ');
+  std::string file;
+  for (int i = 0; i < 8; ++i) file += static_cast<char>((0x180ULL >> (8 * i)) & 0xFF);
+  file += header + std::string(8, '\0');
+  std::vector<std::byte> bytes(file.size());
+  std::memcpy(bytes.data(), file.data(), file.size());
+  const fs::path path = dir / "proto.safetensors";
+  testing::write_bytes(path, bytes);
+  return path;
+}
+
+TEST(CliDefects, ConvertReadsSafetensorsWhoseLengthStartsWithTheProtoByte) {
+  testing::TempDir dir;
+  const fs::path input = proto_like_safetensors(dir);
+  const auto result = peftcpp({"convert", input.string(), (dir / "out.bin").string()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(peftcpp({"diff", input.string(), (dir / "out.bin").string()}).exit_code, 0);
+  EXPECT_EQ(peftcpp({"inspect", input.string()}).exit_code, 0);
+}
+
+TEST(CliDefects, EveryCommandRecognisesFilesByContent) {
+  const fs::path c(case_dir("lora_linear"));
+  const auto bin = peftcpp({"inspect", (c / "adapter_model.bin").string(), "--json"});
+  ASSERT_EQ(bin.exit_code, 0) << bin.err;
+  EXPECT_EQ(nlohmann::json::parse(bin.out)["weights"]["format"], "bin");
+  const auto config = peftcpp({"inspect", (c / "adapter_config.json").string()});
+  EXPECT_EQ(config.exit_code, 1);
+  EXPECT_NE(config.err.find("pass the folder"), std::string::npos) << config.err;
+  EXPECT_EQ(config.err.find("header_too_large"), std::string::npos) << config.err;
+  // extract reads a torch.save full state too.
+  testing::TempDir dir;
+  const fs::path m(case_dir("lora_modules_to_save"));
+  ASSERT_EQ(peftcpp({"convert", (m / "model_state.safetensors").string(),
+                     (dir / "model_state.bin").string()})
+                .exit_code,
+            0);
+  const auto extract =
+      peftcpp({"extract", "--model", (dir / "model_state.bin").string(), "--config",
+               (m / "adapter_config.json").string(), "--out", (dir / "out").string()});
+  ASSERT_EQ(extract.exit_code, 0) << extract.err;
+  EXPECT_TRUE(testing::read_bytes(dir / "out" / "adapter_model.safetensors") ==
+              testing::read_bytes(m / "adapter_model.safetensors"));
+}
+
+TEST(CliDefects, ConvertRefusesUnknownOutputNames) {
+  testing::TempDir dir;
+  const fs::path input = fs::path(case_dir("lora_linear")) / "adapter_model.safetensors";
+  for (const char* name : {"a.gguf", "folder3", "a.txt"}) {
+    const auto result = peftcpp({"convert", input.string(), (dir / name).string()});
+    EXPECT_EQ(result.exit_code, 2) << name;
+    EXPECT_NE(result.err.find(".safetensors, .bin"), std::string::npos) << result.err;
+    EXPECT_FALSE(fs::exists(dir / name)) << name;
+  }
+}
+
+TEST(CliDefects, ExtractRefusesEmptyAndMismatchedAdapters) {
+  testing::TempDir dir;
+  const fs::path m(case_dir("lora_modules_to_save"));
+  const auto run = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> args{"extract",
+                                  "--model",
+                                  (m / "model_state.safetensors").string(),
+                                  "--config",
+                                  (m / "adapter_config.json").string(),
+                                  "--out",
+                                  (dir / "out").string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return peftcpp(args);
+  };
+  // No adapter "other" in the model.
+  auto result = run({"--adapter", "other"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("no tensor of adapter 'other'"), std::string::npos) << result.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+  // An extracted adapter given as the model: saved keys, no adapter names.
+  result = peftcpp({"extract", "--model", (m / "adapter_model.safetensors").string(), "--config",
+                    (m / "adapter_config.json").string(), "--out", (dir / "out").string()});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("full keys"), std::string::npos) << result.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+  // The config of another adapter (other targets, other rank).
+  auto other = nlohmann::json::parse(testing::read_text(m / "adapter_config.json"));
+  other["target_modules"] = {"lin9"};
+  std::ofstream(dir / "other.json") << other.dump();
+  result = peftcpp({"extract", "--model", (m / "model_state.safetensors").string(), "--config",
+                    (dir / "other.json").string(), "--out", (dir / "out").string()});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("untargeted_module"), std::string::npos) << result.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+TEST(CliDefects, InspectShowsTheConfigsScalingAndMarksAContradiction) {
+  testing::TempDir dir;
+  const fs::path c(case_dir("lora_linear"));
+  auto config = nlohmann::json::parse(testing::read_text(c / "adapter_config.json"));
+  const int weights_rank = config["r"].get<int>();
+  config["r"] = weights_rank * 2;
+  config["lora_alpha"] = 16;
+  std::ofstream(dir / "adapter_config.json") << config.dump();
+  fs::copy_file(c / "adapter_model.safetensors", dir / "adapter_model.safetensors");
+  const auto json = nlohmann::json::parse(peftcpp({"inspect", dir.path().string(), "--json"}).out);
+  for (const auto& module : json["adapters"][0]["modules"]) {
+    EXPECT_EQ(module["rank"], weights_rank * 2);
+    EXPECT_EQ(module["weights_rank"], weights_rank);
+    EXPECT_DOUBLE_EQ(module["scaling"].get<double>(), 16.0 / (weights_rank * 2));
+  }
+  const auto text = peftcpp({"inspect", dir.path().string()});
+  EXPECT_NE(text.out.find(fmt::format("r={} alpha=16", weights_rank * 2)), std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("PEFT refuses"), std::string::npos) << text.out;
+}
+
+TEST(CliDefects, InspectExitsOneWhenAPartCouldNotBeRead) {
+  testing::TempDir dir;
+  // An empty folder, a model checkpoint folder: no phantom adapter, exit 1.
+  fs::create_directories(dir / "empty");
+  auto result = peftcpp({"inspect", (dir / "empty").string()});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(result.out.find("[default]"), std::string::npos) << result.out;
+  fs::create_directories(dir / "model");
+  std::ofstream(dir / "model" / "config.json") << "{}";
+  result = peftcpp({"inspect", (dir / "model").string()});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("model checkpoint"), std::string::npos) << result.err;
+  // Unreadable weights: shown inline, exit 1.
+  fs::create_directories(dir / "broken");
+  fs::copy_file(fs::path(case_dir("lora_linear")) / "adapter_config.json",
+                dir / "broken" / "adapter_config.json");
+  testing::write_bytes(dir / "broken" / "adapter_model.safetensors", {});
+  result = peftcpp({"inspect", (dir / "broken").string()});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.out.find("weights error"), std::string::npos) << result.out;
+  // A config that is not a PEFT config.
+  fs::create_directories(dir / "notpeft");
+  std::ofstream(dir / "notpeft" / "adapter_config.json") << R"({"hello": 1})";
+  fs::copy_file(fs::path(case_dir("lora_linear")) / "adapter_model.safetensors",
+                dir / "notpeft" / "adapter_model.safetensors");
+  EXPECT_EQ(peftcpp({"inspect", (dir / "notpeft").string()}).exit_code, 1);
+  EXPECT_EQ(peftcpp({"inspect", case_dir("lora_linear")}).exit_code, 0);
+}
+
+TEST(CliDefects, FailedCommandsLeaveNoOutputFolder) {
+  testing::TempDir dir;
+  fs::create_directories(dir / "in");
+  fs::copy_file(fs::path(case_dir("lora_linear")) / "adapter_config.json",
+                dir / "in" / "adapter_config.json");
+  testing::write_bytes(dir / "in" / "adapter_model.safetensors", {});
+  EXPECT_EQ(
+      peftcpp({"convert", (dir / "in").string(), (dir / "out" / "nested").string()}).exit_code, 1);
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+TEST(CliDefects, ParserErrorsAndCommandWords) {
+  auto result = peftcpp({"inspec", "x"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("did you mean 'inspect'"), std::string::npos) << result.err;
+  result = peftcpp({"help"});
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_NE(result.out.find("merge"), std::string::npos);
+  result = peftcpp({"help", "convert"});
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_NE(result.out.find("--dtype"), std::string::npos);
+  result = peftcpp({"convert", "only-one"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_TRUE(result.err.starts_with("peftcpp: error: ")) << result.err;
+  // Global flags after the command.
+  EXPECT_EQ(peftcpp({"inspect", case_dir("lora_linear"), "-q"}).exit_code, 0);
+  EXPECT_EQ(peftcpp({"validate", case_dir("lora_linear"), "--verbose"}).exit_code, 0);
+}
+
+TEST(CliDefects, JsonModeReportsErrorsAsJson) {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"inspect", "/nonexistent/adapter", "--json"},
+           {"validate", "/nonexistent/adapter", "--json"},
+           {"diff", "/nonexistent/a", "/nonexistent/b", "--json"}}) {
+    const auto result = peftcpp(args);
+    EXPECT_NE(result.exit_code, 0);
+    const auto json = nlohmann::json::parse(result.out, nullptr, false);
+    ASSERT_TRUE(json.is_object()) << result.out;
+    EXPECT_EQ(json["error"]["code"], "not_found") << result.out;
+    EXPECT_NE(json["error"]["message"].get<std::string>().find("/nonexistent"), std::string::npos);
+  }
+}
+
+TEST(CliDefects, DtypeOptionsTakePyTorchSpellings) {
+  testing::TempDir dir;
+  const fs::path input = fs::path(case_dir("lora_linear")) / "adapter_model.safetensors";
+  const std::vector<std::pair<std::string, DType>> spellings{
+      {"fp16", DType::F16},      {"float16", DType::F16}, {"half", DType::F16},
+      {"bfloat16", DType::BF16}, {"float32", DType::F32}, {"fp32", DType::F32},
+      {"float", DType::F32}};
+  for (const auto& [name, dtype] : spellings) {
+    const fs::path out = dir / (name + ".safetensors");
+    ASSERT_EQ(peftcpp({"convert", input.string(), out.string(), "--dtype", name}).exit_code, 0)
+        << name;
+    for (const auto& info : SafetensorsFile::open(out).tensors()) EXPECT_EQ(info.dtype, dtype);
+  }
+  const auto bad =
+      peftcpp({"convert", input.string(), (dir / "x.safetensors").string(), "--dtype", "f8"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("bfloat16"), std::string::npos) << bad.err;
+}
+
+TEST(CliDefects, ValidateOfAFileChecksThatFile) {
+  const fs::path c(case_dir("lora_linear"));
+  auto result = peftcpp({"validate", (c / "adapter_model.safetensors").string()});
+  EXPECT_EQ(result.exit_code, 0) << all_output(result);
+  EXPECT_EQ(all_output(result).find("can't find"), std::string::npos);
+  result = peftcpp({"validate", (c / "adapter_config.json").string()});
+  EXPECT_EQ(result.exit_code, 0) << all_output(result);
+  testing::TempDir dir;
+  testing::write_bytes(dir / "adapter_model.safetensors", {});
+  result = peftcpp({"validate", (dir / "adapter_model.safetensors").string(), "--json"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(nlohmann::json::parse(result.out)["problems"][0]["code"], "empty_weights");
+}
+
+TEST(CliDefects, DiffOfAFolderAndAFileWithTolerances) {
+  testing::TempDir dir;
+  const fs::path c(case_dir("lora_linear"));
+  // A folder against its own weights file (another format): identical, with a summary.
+  auto result = peftcpp({"diff", c.string(), (c / "adapter_model.bin").string()});
+  EXPECT_EQ(result.exit_code, 0) << all_output(result);
+  EXPECT_NE(result.out.find("identical ("), std::string::npos) << result.out;
+  // A bf16 copy differs, but not beyond a tolerance that bf16 rounding stays within.
+  ASSERT_EQ(peftcpp({"convert", (c / "adapter_model.safetensors").string(),
+                     (dir / "bf16.safetensors").string(), "--dtype", "bf16"})
+                .exit_code,
+            0);
+  ASSERT_EQ(peftcpp({"convert", (dir / "bf16.safetensors").string(),
+                     (dir / "back.safetensors").string(), "--dtype", "f32"})
+                .exit_code,
+            0);
+  result = peftcpp({"diff", c.string(), (dir / "back.safetensors").string()});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.out.find("different:"), std::string::npos) << result.out;
+  result = peftcpp(
+      {"diff", c.string(), (dir / "back.safetensors").string(), "--rtol", "0.01", "--atol", "0"});
+  EXPECT_EQ(result.exit_code, 0) << result.out;
+  EXPECT_NE(result.out.find("within the tolerance"), std::string::npos) << result.out;
+  // An error names the argument that is wrong.
+  result = peftcpp({"diff", c.string(), (dir / "nope.safetensors").string()});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("nope.safetensors"), std::string::npos) << result.err;
+}
+
+TEST(CliDefects, RevisionAndSubfolderPerInput) {
+  testing::TempDir home;
+  const fs::path repo = home / "hub" / "models--someone--adapters";
+  const std::string main_commit(40, 'a'), tagged_commit(40, 'b');
+  fs::create_directories(repo / "refs");
+  std::ofstream(repo / "refs" / "main") << main_commit;
+  std::ofstream(repo / "refs" / "v1") << tagged_commit;
+  for (const auto& commit : {main_commit, tagged_commit}) {
+    const fs::path sub = repo / "snapshots" / commit / "sub";
+    fs::create_directories(sub);
+    const char* source = commit == main_commit ? "lora_linear" : "lora_rslora";
+    for (const char* file : {"adapter_config.json", "adapter_model.safetensors"})
+      fs::copy_file(fs::path(case_dir(source)) / file, sub / file);
+  }
+  ::setenv("HF_HUB_CACHE", (home / "hub").c_str(), 1);
+  const auto main_sub = peftcpp({"inspect", "someone/adapters/sub", "--json"});
+  const auto tagged = peftcpp({"inspect", "someone/adapters/sub@v1", "--json"});
+  const auto option =
+      peftcpp({"inspect", "someone/adapters", "--subfolder", "sub", "--revision", "v1", "--json"});
+  const auto missing = peftcpp({"inspect", "someone/adapters/other"});
+  ::unsetenv("HF_HUB_CACHE");
+  ASSERT_EQ(main_sub.exit_code, 0) << main_sub.err;
+  ASSERT_EQ(tagged.exit_code, 0) << tagged.err;
+  ASSERT_EQ(option.exit_code, 0) << option.err;
+  const auto folder = [](const testing::CommandResult& r) {
+    return nlohmann::json::parse(r.out)["adapters"][0]["folder"].get<std::string>();
+  };
+  EXPECT_NE(folder(main_sub).find(main_commit), std::string::npos);
+  EXPECT_NE(folder(tagged).find(tagged_commit), std::string::npos);
+  EXPECT_EQ(folder(option), folder(tagged));
+  // The path tried is the real one, with the commit the revision names.
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("snapshots/" + main_commit + "/other"), std::string::npos)
+      << missing.err;
+}
+
+TEST(CliDefects, MergeOptionsThatDoNothingAreRefused) {
+  const auto result =
+      peftcpp({"merge", "--base", "b", "--adapter", "a", "--out", "o", "--combination", "svd"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("--weights"), std::string::npos) << result.err;
+  const auto help = peftcpp({"unmerge", "--help"});
+  EXPECT_EQ(help.out.find("merged in order"), std::string::npos);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 
 #include "peft/config.hpp"
 #include "peft/safetensors.hpp"
+#include "peft/signals.hpp"
 #include "peft/torch_file.hpp"
 #include "test_support.hpp"
 
@@ -279,6 +280,29 @@ TEST(CrashSafety, ConfigWriteFailingForSpaceKeepsTheOldFile) {
   // A write failing at its very first byte (limit 0) is reported the same way.
   expect_clean_io_error(write_with_file_size_limit([&] { bigger.save(target); }, 0), target);
   EXPECT_EQ(testing::read_bytes(target), old_bytes);
+}
+
+// A mapped weights file truncated under the reader: with install_sigbus_handler the
+// process says which file and exits 1 instead of dying of SIGBUS.
+TEST(CrashSafetyDeathTest, TruncatedMappedFileIsAClearError) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  testing::TempDir dir;
+  StateDict weights;
+  weights.set("big", Tensor::zeros(DType::F32, {1 << 16}));  // several pages
+  const auto path = dir / "w.safetensors";
+  save_safetensors(weights, path);
+  const auto touch_after_truncation = [&] {
+    install_sigbus_handler(1);
+    const SafetensorsFile file = SafetensorsFile::open(path);
+    const Tensor t = file.tensor("big");
+    if (::truncate(path.c_str(), 0) != 0) std::_Exit(3);
+    volatile std::byte sink{};
+    for (std::size_t i = 0; i < t.nbytes(); i += 4096) sink = t.bytes()[i];
+    (void)sink;
+    std::_Exit(4);  // not reached: the first touch raises SIGBUS
+  };
+  EXPECT_EXIT(touch_after_truncation(), ::testing::ExitedWithCode(1),
+              "w.safetensors: io: the file was truncated");
 }
 
 }  // namespace

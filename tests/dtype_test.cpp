@@ -75,5 +75,16 @@ TEST(DType, F16RoundsToNearestEvenAndKeepsSpecials) {
   EXPECT_EQ(f16_to_f32(0x0001), 5.960464477539063e-08f);
 }
 
+TEST(DType, FloatingAliasesAsPyTorchSpellsThem) {
+  for (const char* name : {"f32", "fp32", "float32", "float", "FLOAT32", "torch.float32"})
+    EXPECT_EQ(floating_dtype_from_alias(name), DType::F32) << name;
+  for (const char* name : {"f16", "fp16", "float16", "half", "torch.float16"})
+    EXPECT_EQ(floating_dtype_from_alias(name), DType::F16) << name;
+  for (const char* name : {"bf16", "bfloat16", "BF16", "torch.bfloat16"})
+    EXPECT_EQ(floating_dtype_from_alias(name), DType::BF16) << name;
+  for (const char* name : {"", "f8", "int8", "double", "torch."})
+    EXPECT_FALSE(floating_dtype_from_alias(name).has_value()) << name;
+}
+
 }  // namespace
 }  // namespace peft

@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <numeric>
+#include <optional>
 #include <string>
 
 #include "test_support.hpp"
@@ -329,6 +330,31 @@ TEST(SafetensorsReader, UnalignedTensorsAreReadable) {
   std::memcpy(bytes.data() + 8 + header.size(), values, 8);
   ASSERT_NE((8 + header.size()) % 4, 0u);
   EXPECT_EQ(parse(bytes).tensor("a").to_floats(), (std::vector<float>{1.5f, -2.0f}));
+}
+
+TEST(Safetensors, CopiesOutliveTheirOriginal) {
+  // The name index views names the object holds: a copy must build its own (run under
+  // ASan, a shared index reads freed memory).
+  testing::TempDir dir;
+  StateDict weights;
+  for (int i = 0; i < 40; ++i)
+    weights.set("a.rather.long.tensor.name.beyond.short.string.storage." + std::to_string(i),
+                Tensor::zeros(DType::F32, {2}));
+  save_safetensors(weights, dir / "w.safetensors");
+  std::optional<SafetensorsFile> original = SafetensorsFile::open(dir / "w.safetensors");
+  const SafetensorsFile copy = *original;
+  SafetensorsFile assigned = SafetensorsFile::open(dir / "w.safetensors");
+  assigned = copy;
+  original.reset();
+  for (int i = 0; i < 40; ++i) {
+    const std::string name =
+        "a.rather.long.tensor.name.beyond.short.string.storage." + std::to_string(i);
+    ASSERT_NE(copy.info(name), nullptr) << name;
+    EXPECT_TRUE(assigned.contains(name));
+    EXPECT_EQ(copy.tensor(name).shape(), (Shape{2}));
+  }
+  SafetensorsFile moved = std::move(assigned);
+  EXPECT_TRUE(moved.contains("a.rather.long.tensor.name.beyond.short.string.storage.7"));
 }
 
 }  // namespace

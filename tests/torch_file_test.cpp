@@ -614,6 +614,8 @@ TEST(TorchFile, OtherFormatsAreRefusedClearly) {
   tar.replace(257, 5, "ustar");
   EXPECT_PEFT_ERROR(load(to_bytes(tar)), ErrorCode::UnsupportedFormat, "tar format");
   EXPECT_PEFT_ERROR(load(to_bytes("{\"not\": \"torch\"}")), ErrorCode::UnsupportedFormat,
+                    "is a JSON file, not a torch.save file");
+  EXPECT_PEFT_ERROR(load(to_bytes("hello, world")), ErrorCode::UnsupportedFormat,
                     "not a PyTorch file");
 
   const std::string pickle = one_tensor_pickle(1, 0, {1}, {1});

@@ -10,21 +10,24 @@
 #include <nlohmann/json.hpp>
 
 #include "peft/dtype.hpp"
+#include "peft/file_format.hpp"
 #include "peft/state_dict.hpp"
 
 namespace peft {
 
-// Reads a .safetensors or .bin (torch.save) weights file by its content.
-StateDict read_weights_file(const std::filesystem::path& path);
+// Whether the file name's extension names a weights format convert can write.
+bool is_weights_extension(const std::filesystem::path& path);
 
 struct ConvertOptions {
   std::optional<DType> dtype;  // cast floating tensors (integer tensors are kept)
   bool overwrite = false;      // replace an existing output
 };
 
-// file -> file (.safetensors / .bin chosen by the output's extension), or adapter folder
-// -> adapter folder (config copied, weights converted; --dtype applies to weights).
-// Every output is written atomically; an existing output is refused unless overwrite.
+// file -> file (.safetensors / .bin / .pt / .pth chosen by the output's extension; any
+// other name is refused), or adapter folder -> adapter folder (config copied, weights
+// converted; --dtype applies to weights). Inputs are recognised by content. Every output
+// is written atomically, an output folder created here is removed again on failure, and
+// an existing output is refused unless overwrite.
 void convert_adapter(const std::filesystem::path& in, const std::filesystem::path& out,
                      const ConvertOptions& options);
 
@@ -36,13 +39,24 @@ struct TensorDifference {
 };
 
 struct Comparison {
-  std::vector<TensorDifference> tensors;
+  std::vector<TensorDifference> tensors;        // differences beyond the tolerance
   std::vector<std::string> config_differences;  // "field: A value -> B value"
+  std::size_t compared = 0;                     // tensors present in both
+  std::size_t within_tolerance = 0;             // of those, equal only within the tolerance
   bool identical() const { return tensors.empty() && config_differences.empty(); }
 };
 
-// Compares two weight files or two adapter folders.
-Comparison compare_adapters(const std::filesystem::path& a, const std::filesystem::path& b);
+struct CompareOptions {
+  // Values count as equal when |a - b| <= atol + rtol * |b| (numpy.allclose); the default
+  // asks for identical bytes.
+  double atol = 0;
+  double rtol = 0;
+};
+
+// Compares two weight files or two adapter folders (configs too), or a folder's weights
+// with a file.
+Comparison compare_adapters(const std::filesystem::path& a, const std::filesystem::path& b,
+                            const CompareOptions& options = {});
 
 nlohmann::json to_json(const Comparison& comparison);
 

@@ -46,6 +46,12 @@ inline constexpr std::size_t kDTypeCount = 22;
 std::string_view dtype_name(DType dtype) noexcept;
 // Parses a safetensors name; nullopt for anything else (names are case-sensitive).
 std::optional<DType> dtype_from_name(std::string_view name) noexcept;
+// The floating dtypes a user may ask a conversion for, as PyTorch and safetensors spell
+// them: f32/fp32/float32/float, f16/fp16/float16/half, bf16/bfloat16 (any case, with or
+// without "torch."). nullopt for anything else. Every dtype option of the CLI uses it.
+std::optional<DType> floating_dtype_from_alias(std::string_view text) noexcept;
+// "f32, fp32, float32, float, f16, ..." for messages.
+std::string_view floating_dtype_aliases() noexcept;
 // Bits per element: 4, 6, 8, 16, 32 or 64.
 unsigned dtype_bits(DType dtype) noexcept;
 // Bytes per element for byte-sized types; 0 for the sub-byte ones.

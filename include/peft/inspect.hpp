@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "peft/config.hpp"
+#include "peft/state_dict.hpp"
 #include "peft/tensor.hpp"
 
 namespace peft {
@@ -27,11 +28,17 @@ struct TensorSummary {
 };
 
 struct ModuleSummary {
-  std::string module;                // path in the base model ("model.layers.0.self_attn.q_proj")
-  std::optional<std::int64_t> rank;  // from the weights (LoRA-like methods)
-  std::optional<double> alpha;       // from the config (alpha_pattern applied)
-  std::optional<double> scaling;     // alpha / r, or alpha / sqrt(r) with rsLoRA
+  std::string module;  // path in the base model ("model.layers.0.self_attn.q_proj")
+  // LoRA-like methods. PEFT takes r and the scaling from the config, never from the
+  // tensors: `rank`, `alpha` and `scaling` are the config's (rank_pattern/alpha_pattern
+  // and rsLoRA applied); `weights_rank` is what lora_A's first dimension says. When the
+  // two differ PEFT refuses the weights with a size mismatch.
+  std::optional<std::int64_t> rank;          // from the config
+  std::optional<std::int64_t> weights_rank;  // from the tensors
+  std::optional<double> alpha;               // from the config (alpha_pattern applied)
+  std::optional<double> scaling;             // alpha / r, or alpha / sqrt(r) with rsLoRA
   std::size_t tensors = 0;
+  bool rank_mismatch() const { return rank && weights_rank && *rank != *weights_rank; }
 };
 
 struct AdapterSummary {
@@ -48,12 +55,29 @@ struct AdapterSummary {
   std::vector<TensorSummary> tensors;         // in file order
   std::vector<ModuleSummary> modules;         // targeted modules found in the weights
   std::vector<std::string> other_keys;        // saved keys that belong to no tuner layer
+
+  // Whether everything asked about could be read: a config, and weights without error
+  // (for a single weights file: the weights only).
+  bool complete() const {
+    return (config || config_error.empty()) && !weights_file.empty() && weights_error.empty();
+  }
 };
 
 // The adapters of a folder: the root one (if it has a config or weights) and every
 // direct sub folder holding an adapter_config.json. Never throws for a broken file:
-// the problem is recorded in config_error / weights_error.
+// the problem is recorded in config_error / weights_error. Throws NotFound when the
+// folder does not exist or holds no adapter at all.
 std::vector<AdapterSummary> inspect_adapters(const std::filesystem::path& folder);
+
+// A single weights file (safetensors or torch.save, recognised by content): its tensors.
+// A file that cannot be read at all (missing, a JSON or GGUF file) throws; a damaged one
+// is summarized with weights_error set.
+AdapterSummary inspect_weights_file(const std::filesystem::path& file);
+
+// The summary of an adapter held in memory: a config and its weights with saved keys
+// (what load_peft_weights returns). weights_file stays empty, weights_format is "memory".
+AdapterSummary summarize_adapter(const PeftConfig& config, const StateDict& weights,
+                                 std::string name = "default");
 
 // The documented JSON form of a summary (see docs/cli.md).
 nlohmann::json to_json(const AdapterSummary& summary, bool with_tensors);

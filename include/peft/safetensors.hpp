@@ -62,6 +62,14 @@ class SafetensorsFile {
                                     std::shared_ptr<const void> owner, std::string source,
                                     const SafetensorsReadOptions& options = {});
 
+  // Copies share the bytes and rebuild their own name index (it views the names the
+  // object holds); moves keep both.
+  SafetensorsFile(const SafetensorsFile& other);
+  SafetensorsFile& operator=(const SafetensorsFile& other);
+  SafetensorsFile(SafetensorsFile&&) noexcept = default;
+  SafetensorsFile& operator=(SafetensorsFile&&) noexcept = default;
+  ~SafetensorsFile() = default;
+
   const std::string& source() const noexcept { return source_; }
   const std::optional<Metadata>& metadata() const noexcept { return metadata_; }
   // Every tensor, in data-offset order (the order Python's load_file returns).
@@ -83,6 +91,7 @@ class SafetensorsFile {
  private:
   SafetensorsFile() = default;
   Tensor make_tensor(const SafetensorsTensorInfo& info) const;
+  void build_index();
 
   std::string source_;
   std::shared_ptr<const void> owner_;

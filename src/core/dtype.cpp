@@ -2,8 +2,10 @@
 
 #include <array>
 #include <bit>
+#include <cctype>
 #include <cmath>
 #include <cstring>
+#include <string>
 
 namespace peft {
 namespace {
@@ -37,6 +39,41 @@ std::optional<DType> dtype_from_name(std::string_view name) noexcept {
     if (kInfo[i].name == name) return static_cast<DType>(i);
   }
   return std::nullopt;
+}
+
+namespace {
+
+struct DTypeAlias {
+  std::string_view name;
+  DType dtype;
+};
+constexpr std::array<DTypeAlias, 10> kFloatingAliases{{
+    {"f32", DType::F32},
+    {"fp32", DType::F32},
+    {"float32", DType::F32},
+    {"float", DType::F32},
+    {"f16", DType::F16},
+    {"fp16", DType::F16},
+    {"float16", DType::F16},
+    {"half", DType::F16},
+    {"bf16", DType::BF16},
+    {"bfloat16", DType::BF16},
+}};
+
+}  // namespace
+
+std::optional<DType> floating_dtype_from_alias(std::string_view text) noexcept {
+  if (text.starts_with("torch.")) text.remove_prefix(6);
+  std::string lower(text);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const auto& alias : kFloatingAliases) {
+    if (alias.name == lower) return alias.dtype;
+  }
+  return std::nullopt;
+}
+
+std::string_view floating_dtype_aliases() noexcept {
+  return "f32/fp32/float32/float, f16/fp16/float16/half, bf16/bfloat16";
 }
 
 unsigned dtype_bits(DType dtype) noexcept {

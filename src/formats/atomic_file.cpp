@@ -176,4 +176,31 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
   file.commit();
 }
 
+OutputFolder::OutputFolder(const std::filesystem::path& folder) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path absolute = fs::absolute(folder, ec);
+  fs::path missing;  // the highest component that does not exist yet
+  for (fs::path p = absolute.empty() ? folder : absolute.lexically_normal();
+       !p.empty() && !fs::exists(p, ec); p = p.parent_path()) {
+    missing = p;
+    if (p == p.parent_path()) break;
+  }
+  fs::create_directories(folder, ec);
+  if (ec) {
+    throw Error(ErrorCode::Io, folder.string(), fmt::format("cannot create it: {}", ec.message()));
+  }
+  created_ = missing;
+}
+
+OutputFolder::OutputFolder(OutputFolder&& other) noexcept : created_(std::move(other.created_)) {
+  other.created_.clear();
+}
+
+OutputFolder::~OutputFolder() {
+  if (created_.empty()) return;
+  std::error_code ec;
+  std::filesystem::remove_all(created_, ec);  // best effort: never throw from here
+}
+
 }  // namespace peft::formats

@@ -69,4 +69,23 @@ class GatheringWriter {
 void write_file_atomically(const std::filesystem::path& path, std::string_view content,
                            bool durable = false);
 
+// A folder an operation writes into. The constructor creates it (with missing parents);
+// unless commit() is called, the destructor removes every folder it created, with what
+// was written into them, so a failed command leaves the file system as it found it. A
+// folder that existed already is kept as it is (atomic file writes keep its old files
+// whole).
+class OutputFolder {
+ public:
+  explicit OutputFolder(const std::filesystem::path& folder);
+  OutputFolder(const OutputFolder&) = delete;
+  OutputFolder& operator=(const OutputFolder&) = delete;
+  OutputFolder(OutputFolder&& other) noexcept;
+  OutputFolder& operator=(OutputFolder&&) = delete;
+  ~OutputFolder();
+  void commit() noexcept { created_.clear(); }
+
+ private:
+  std::filesystem::path created_;  // the highest folder created here, or empty
+};
+
 }  // namespace peft::formats

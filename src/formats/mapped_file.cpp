@@ -5,7 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
+#include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -16,13 +20,46 @@
 namespace peft::formats {
 namespace {
 
+// The live mappings, so that a SIGBUS handler can name the file whose page vanished (a
+// file truncated while mapped). Fixed slots of atomics: the handler reads them without
+// locks; a mapping made while every slot is taken is simply not named.
+struct MappingSlot {
+  std::atomic<std::uintptr_t> begin{0};
+  std::atomic<std::size_t> length{0};
+  char path[512] = {};
+};
+std::array<MappingSlot, 64> g_mappings;
+
+MappingSlot* register_mapping(const void* address, std::size_t length,
+                              const std::filesystem::path& path) {
+  for (auto& slot : g_mappings) {
+    std::uintptr_t expected = 0;
+    if (!slot.begin.compare_exchange_strong(expected, reinterpret_cast<std::uintptr_t>(address)))
+      continue;
+    const std::string& text = path.native();
+    const std::size_t n = std::min(text.size(), sizeof slot.path - 1);
+    std::memcpy(slot.path, text.data(), n);
+    slot.path[n] = '\0';
+    slot.length.store(length);
+    return &slot;
+  }
+  return nullptr;
+}
+
 struct Mapping {
   void* address = nullptr;
   std::size_t length = 0;
-  Mapping(void* a, std::size_t n) : address(a), length(n) {}
+  MappingSlot* slot = nullptr;
+  Mapping(void* a, std::size_t n, MappingSlot* s) : address(a), length(n), slot(s) {}
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
-  ~Mapping() { ::munmap(address, length); }
+  ~Mapping() {
+    if (slot != nullptr) {
+      slot->length.store(0);
+      slot->begin.store(0);
+    }
+    ::munmap(address, length);
+  }
 };
 
 class Fd {
@@ -80,13 +117,23 @@ FileBytes map_file(const std::filesystem::path& path, bool allow_mmap) {
     if (address != MAP_FAILED) {
       FileBytes out;
       out.bytes = std::span<const std::byte>(static_cast<const std::byte*>(address), size);
-      out.owner = std::make_shared<Mapping>(address, size);
+      out.owner = std::make_shared<Mapping>(address, size, register_mapping(address, size, path));
       out.mapped = true;
       return out;
     }
   }
   // Pipes, special files and file systems that refuse mmap are read instead.
   return read_whole(fd.get(), path, S_ISREG(st.st_mode) ? size : 0);
+}
+
+const char* mapped_file_containing(const void* address) noexcept {
+  const auto at = reinterpret_cast<std::uintptr_t>(address);
+  for (const auto& slot : g_mappings) {
+    const std::uintptr_t begin = slot.begin.load();
+    const std::size_t length = slot.length.load();
+    if (begin != 0 && at >= begin && at - begin < length) return slot.path;
+  }
+  return nullptr;
 }
 
 }  // namespace peft::formats

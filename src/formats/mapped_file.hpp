@@ -18,4 +18,8 @@ struct FileBytes {
 // Throws peft::Error(Io / NotFound) naming the path.
 FileBytes map_file(const std::filesystem::path& path, bool allow_mmap = true);
 
+// The path of the live mapping that holds `address`, or nullptr. Async-signal-safe (for
+// a SIGBUS handler); a path longer than 511 bytes is cut.
+const char* mapped_file_containing(const void* address) noexcept;
+
 }  // namespace peft::formats

@@ -172,14 +172,39 @@ SafetensorsFile SafetensorsFile::from_bytes(std::span<const std::byte> bytes,
   });
   validate_offsets(out.infos_, bytes.size() - 8 - n, src);
 
-  out.index_.reserve(out.infos_.size());
-  for (std::size_t i = 0; i < out.infos_.size(); ++i) {
-    if (!out.index_.emplace(out.infos_[i].name, i).second) {
-      throw Error(ErrorCode::DuplicateKey, src,
-                  fmt::format("tensor '{}' is declared twice in the header", out.infos_[i].name));
+  out.build_index();
+  if (out.index_.size() != out.infos_.size()) {
+    for (std::size_t i = 0; i < out.infos_.size(); ++i) {
+      if (out.index_.at(out.infos_[i].name) != i) {
+        throw Error(ErrorCode::DuplicateKey, src,
+                    fmt::format("tensor '{}' is declared twice in the header", out.infos_[i].name));
+      }
     }
   }
   return out;
+}
+
+SafetensorsFile::SafetensorsFile(const SafetensorsFile& other)
+    : source_(other.source_),
+      owner_(other.owner_),
+      bytes_(other.bytes_),
+      header_length_(other.header_length_),
+      metadata_(other.metadata_),
+      infos_(other.infos_),
+      mapped_(other.mapped_) {
+  build_index();
+}
+
+SafetensorsFile& SafetensorsFile::operator=(const SafetensorsFile& other) {
+  if (this != &other) *this = SafetensorsFile(other);
+  return *this;
+}
+
+// The first declaration of a name wins; open() reports any later one as a duplicate.
+void SafetensorsFile::build_index() {
+  index_.clear();
+  index_.reserve(infos_.size());
+  for (std::size_t i = 0; i < infos_.size(); ++i) index_.emplace(infos_[i].name, i);
 }
 
 const SafetensorsTensorInfo* SafetensorsFile::info(std::string_view name) const {

@@ -12,6 +12,7 @@
 #include "formats/pickle.hpp"
 #include "formats/zip.hpp"
 #include "peft/error.hpp"
+#include "peft/file_format.hpp"
 
 namespace peft {
 namespace {
@@ -523,18 +524,26 @@ StateDict load_legacy(std::span<const std::byte> bytes, std::shared_ptr<const vo
   return builder.build(main.root());
 }
 
-// ---- reading: format detection -------------------------------------------------------
-
-bool is_tar(std::span<const std::byte> bytes) {
-  return bytes.size() >= 512 && as_text(bytes.subspan(257, 5)) == "ustar";
-}
-
 }  // namespace
 
 StateDict load_torch_bytes(std::span<const std::byte> bytes, std::shared_ptr<const void> owner,
                            std::string source, const TorchReadOptions& options) {
   if (bytes.empty()) throw Error(ErrorCode::UnsupportedFormat, source, "the file is empty");
-  if (starts_with(bytes, "PK\x03\x04") || starts_with(bytes, "PK\x05\x06")) {
+  const FileFormat format = detect_file_format(bytes, source);
+  if (format == FileFormat::TorchTar) {
+    throw Error(ErrorCode::UnsupportedFormat, source,
+                "the tar format of PyTorch 0.3 and older is not supported; re-save with a modern "
+                "torch.save");
+  }
+  if (format == FileFormat::Safetensors || format == FileFormat::Gguf ||
+      format == FileFormat::Json) {
+    throw Error(ErrorCode::UnsupportedFormat, source,
+                fmt::format("is a {} file, not a torch.save file", to_string(format)));
+  }
+  // A zip without its end record (truncated) is still read as a zip, so that its reader
+  // says what is missing; the same for a pickle stream without the legacy magic number.
+  if (format == FileFormat::TorchZip || starts_with(bytes, "PK\x03\x04") ||
+      starts_with(bytes, "PK\x05\x06")) {
     return load_zip(bytes, std::move(owner), source, options);
   }
   if (starts_with(bytes, "PYTORCH1")) {
@@ -542,12 +551,7 @@ StateDict load_torch_bytes(std::span<const std::byte> bytes, std::shared_ptr<con
                 "the 'PYTORCH1' archive format of PyTorch 1.0 previews is not supported; "
                 "re-save with a modern torch.save");
   }
-  if (is_tar(bytes)) {
-    throw Error(ErrorCode::UnsupportedFormat, source,
-                "the tar format of PyTorch 0.3 and older is not supported; re-save with a modern "
-                "torch.save");
-  }
-  if (bytes[0] == std::byte{0x80}) {
+  if (format == FileFormat::TorchLegacy || bytes[0] == std::byte{0x80}) {
     if (!options.allow_legacy) {
       throw Error(ErrorCode::UnsupportedFormat, source,
                   "legacy (pre-1.6, non-zip) torch.save format; re-save with a modern torch.save");

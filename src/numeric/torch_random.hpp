@@ -14,7 +14,9 @@ namespace peft::numeric {
 class TorchGenerator {
  public:
   explicit TorchGenerator(std::uint64_t seed) : engine_(static_cast<std::uint32_t>(seed)) {}
-  std::uint32_t random() { return engine_(); }
+  std::uint32_t random() {
+    return static_cast<std::uint32_t>(engine_());
+  }  // mt19937 yields 32 bits
   std::uint64_t random64() {
     const std::uint64_t high = engine_();
     return (high << 32) | engine_();

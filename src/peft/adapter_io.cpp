@@ -28,6 +28,39 @@ fs::path local_folder(const std::string& id_or_path, const AdapterLocation& loca
                                     : fs::path(id_or_path) / location.subfolder;
 }
 
+// Where an id is looked for in the Hugging Face cache: its "org/name[/sub][@rev]" parts,
+// with the location's sub folder appended and its revision used when the id names none.
+struct CacheTarget {
+  std::string repo_id, subfolder, revision;
+  HubCache cache;
+  std::string path_of(const std::string& name) const {
+    return subfolder.empty() ? name : subfolder + "/" + name;
+  }
+  // The real place looked at: the snapshot path with the commit the revision names, or
+  // the ref that is missing.
+  std::string describe(const std::string& name) const {
+    if (const auto commit = cache.commit(repo_id, revision)) {
+      fs::path where = cache.repo_folder(repo_id) / "snapshots" / *commit;
+      if (!name.empty()) where /= path_of(name);
+      if (name.empty() && !subfolder.empty()) where /= subfolder;
+      return where.string();
+    }
+    return fmt::format("{} (revision '{}' is not in the cache)",
+                       (cache.repo_folder(repo_id) / "refs" / revision).string(), revision);
+  }
+};
+
+std::optional<CacheTarget> cache_target(const std::string& id_or_path,
+                                        const AdapterLocation& location) {
+  const auto ref = parse_hub_reference(id_or_path);
+  if (!ref) return std::nullopt;
+  std::string subfolder = ref->subfolder;
+  if (!location.subfolder.empty())
+    subfolder = subfolder.empty() ? location.subfolder : subfolder + "/" + location.subfolder;
+  return CacheTarget{ref->repo_id, subfolder, ref->revision.value_or(location.revision),
+                     HubCache(location.cache_dir ? *location.cache_dir : HubCache::default_root())};
+}
+
 // The first of `filenames` found locally, else in the cache; `tried` records the places.
 std::optional<fs::path> find_first(const std::string& id_or_path,
                                    const std::vector<std::string>& filenames,
@@ -39,18 +72,17 @@ std::optional<fs::path> find_first(const std::string& id_or_path,
     if (fs::exists(local, ec)) return local;
     tried.push_back(local.string());
   }
-  const HubCache cache(location.cache_dir ? *location.cache_dir : HubCache::default_root());
-  for (const auto& name : filenames) {
-    const std::string repo_path =
-        location.subfolder.empty() ? name : location.subfolder + "/" + name;
-    try {
-      if (auto cached = cache.find(id_or_path, repo_path, location.revision)) return cached;
-      tried.push_back(fmt::format(
-          "{} (revision {})", (cache.repo_folder(id_or_path) / "snapshots" / repo_path).string(),
-          location.revision));
-    } catch (const Error&) {
-      break;  // not a repository id: the local places were the only ones
+  const auto target = cache_target(id_or_path, location);
+  if (!target) return std::nullopt;  // not a repository id: the local places were the only ones
+  try {
+    for (const auto& name : filenames) {
+      if (auto cached =
+              target->cache.find(target->repo_id, target->path_of(name), target->revision))
+        return cached;
+      tried.push_back(target->describe(name));
     }
+  } catch (const Error& e) {
+    tried.push_back(e.what());  // e.g. a revision with ".."
   }
   return std::nullopt;
 }
@@ -59,6 +91,23 @@ std::optional<fs::path> find_first(const std::string& id_or_path,
                             const std::vector<std::string>& tried) {
   throw Error(ErrorCode::NotFound, id_or_path,
               fmt::format("can't find {}; looked in: {}", what, fmt::join(tried, "; ")));
+}
+
+// Why get_peft_model_state_dict found nothing: most often a state of saved keys (from
+// load_peft_weights) where the model's full keys were expected.
+[[noreturn]] void refuse_empty_adapter(const PeftModel& model, const std::string& name,
+                                       const fs::path& folder) {
+  const PeftConfig& config = model.config(name);
+  std::string why = fmt::format("the model holds no tensor of adapter '{}' ({}): nothing to save",
+                                name, to_string(config.peft_type()));
+  if (!model.state.empty()) {
+    why += fmt::format(
+        "; the model's keys must be full keys with the adapter name (such as "
+        "'<module>.lora_A.{}.weight'); for weights with saved keys, as load_peft_weights "
+        "returns them, use save_adapter (the CLI: peftcpp convert)",
+        name);
+  }
+  throw Error(ErrorCode::InvalidArgument, folder.string(), why);
 }
 
 std::string python_list(const std::vector<std::string>& items) {
@@ -81,19 +130,17 @@ fs::path resolve_adapter_folder(const std::string& id_or_path, const AdapterLoca
   const fs::path local = local_folder(id_or_path, location);
   if (fs::is_directory(local, ec)) return local;
   std::vector<std::string> tried{local.string()};
-  const HubCache cache(location.cache_dir ? *location.cache_dir : HubCache::default_root());
-  try {
-    if (const auto commit = cache.commit(id_or_path, location.revision)) {
-      fs::path snapshot = cache.repo_folder(id_or_path) / "snapshots" / *commit;
-      if (!location.subfolder.empty()) snapshot /= location.subfolder;
-      if (fs::is_directory(snapshot, ec)) return snapshot;
-      tried.push_back(snapshot.string());
-    } else {
-      tried.push_back(fmt::format("{} (revision {} not cached)",
-                                  cache.repo_folder(id_or_path).string(), location.revision));
+  if (const auto target = cache_target(id_or_path, location)) {
+    try {
+      if (const auto commit = target->cache.commit(target->repo_id, target->revision)) {
+        fs::path snapshot = target->cache.repo_folder(target->repo_id) / "snapshots" / *commit;
+        if (!target->subfolder.empty()) snapshot /= target->subfolder;
+        if (fs::is_directory(snapshot, ec)) return snapshot;
+      }
+      tried.push_back(target->describe(""));
+    } catch (const Error& e) {
+      tried.push_back(e.what());
     }
-  } catch (const Error&) {
-    // not a repository id: the local folder was the only place
   }
   not_found(id_or_path, "an adapter folder", tried);
 }
@@ -169,7 +216,30 @@ void save_pretrained(PeftModel& model, const fs::path& folder,
                               python_list(selected), python_list(known)));
     }
   }
-  fs::create_directories(folder);
+  // Everything is computed and checked before the first write.
+  struct Planned {
+    std::string name;
+    StateDict weights;
+    std::optional<PeftConfig> converted_config;
+  };
+  std::vector<Planned> planned;
+  for (const auto& name : selected) {
+    GetStateDictOptions get;
+    get.adapter_name = name;
+    get.save_embedding_layers = options.save_embedding_layers;
+    get.warnings = options.warnings;
+    Planned plan{name, get_peft_model_state_dict(model, get), std::nullopt};
+    if (plan.weights.empty()) refuse_empty_adapter(model, name, folder);
+    if (options.path_initial_model_for_weight_conversion) {
+      auto converted = detail::convert_to_plain_lora(
+          plan.weights, model.config(name), *options.path_initial_model_for_weight_conversion,
+          options.warnings);
+      plan.weights = std::move(converted.weights);
+      plan.converted_config = std::move(converted.config);
+    }
+    planned.push_back(std::move(plan));
+  }
+  formats::OutputFolder guard(folder);
   if (options.write_model_card) {
     ModelCardFacts card;
     card.base_model = options.base_model_name_or_path;
@@ -179,22 +249,9 @@ void save_pretrained(PeftModel& model, const fs::path& folder,
         !model.adapters.empty() && model.adapters.front().second.peft_type() == PeftType::LORA;
     write_model_card(folder / "README.md", card);
   }
-  for (const auto& name : selected) {
+  for (auto& [name, weights, converted_config] : planned) {
     const fs::path out = name == "default" ? folder : folder / name;
     fs::create_directories(out);
-    GetStateDictOptions get;
-    get.adapter_name = name;
-    get.save_embedding_layers = options.save_embedding_layers;
-    get.warnings = options.warnings;
-    StateDict weights = get_peft_model_state_dict(model, get);
-    std::optional<PeftConfig> converted_config;
-    if (options.path_initial_model_for_weight_conversion) {
-      auto converted = detail::convert_to_plain_lora(
-          weights, model.config(name), *options.path_initial_model_for_weight_conversion,
-          options.warnings);
-      weights = std::move(converted.weights);
-      converted_config = std::move(converted.config);
-    }
     if (options.safe_serialization) {
       SafetensorsWriteOptions write;
       write.copy_shared = true;  // tied tensors become independent copies, as PEFT de-aliases
@@ -218,6 +275,7 @@ void save_pretrained(PeftModel& model, const fs::path& folder,
     }
     written.save(out / kConfig);
   }
+  guard.commit();
 }
 
 LoadResult from_pretrained(PeftModel& model, const std::string& id_or_path,

@@ -56,7 +56,8 @@ void list_non_weight_files(const fs::path& folder, std::vector<fs::path>& files)
 
 }  // namespace
 
-void prepare_output_folder(const fs::path& out, const CheckpointLayout* base, bool force) {
+formats::OutputFolder prepare_output_folder(const fs::path& out, const CheckpointLayout* base,
+                                            bool force) {
   std::error_code ec;
   if (fs::exists(out, ec) && !fs::is_directory(out, ec)) {
     throw Error(ErrorCode::InvalidArgument, out.string(), "exists and is not a folder");
@@ -75,10 +76,7 @@ void prepare_output_folder(const fs::path& out, const CheckpointLayout* base, bo
     throw Error(ErrorCode::InvalidArgument, out.string(),
                 "exists and is not empty; pass force (--force) to write into it");
   }
-  fs::create_directories(out, ec);
-  if (ec) {
-    throw Error(ErrorCode::Io, out.string(), fmt::format("cannot create it: {}", ec.message()));
-  }
+  return formats::OutputFolder(out);
 }
 
 void remove_stale_weights(const fs::path& out, const std::vector<std::string>& written) {

@@ -208,7 +208,7 @@ class CheckpointStream {
   CheckpointWriteResult run(const fs::path& out_dir) {
     items_ = list_items(layout_, write_.dtype, prepared_);
     check_present();
-    detail::prepare_output_folder(out_dir, &layout_, write_.force);
+    auto folder = detail::prepare_output_folder(out_dir, &layout_, write_.force);
     const auto shards = plan_output(layout_, items_, write_);
     progress_.tensors_total = items_.size();
     for (const auto& item : items_) progress_.bytes_total += item.out_bytes;
@@ -237,6 +237,7 @@ class CheckpointStream {
         std::count_if(items_.begin(), items_.end(), [](const Item& i) { return i.touched; }));
     result.bytes = progress_.bytes_total;
     result.warnings = layout_.warnings;
+    folder.commit();
     return result;
   }
 
@@ -411,7 +412,7 @@ CheckpointWriteResult unmerge_checkpoint(const std::string& merged_path_or_id,
 CheckpointWriteResult save_checkpoint(const StateDict& state, const fs::path& out_dir,
                                       std::uint64_t max_shard_size,
                                       const CheckpointWriteOptions& options) {
-  detail::prepare_output_folder(out_dir, nullptr, options.force);
+  auto folder = detail::prepare_output_folder(out_dir, nullptr, options.force);
   std::vector<std::uint64_t> sizes;
   std::vector<const StateDict::value_type*> entries;
   for (const auto& entry : state) {
@@ -453,6 +454,7 @@ CheckpointWriteResult save_checkpoint(const StateDict& state, const fs::path& ou
     result.files.push_back("model.safetensors.index.json");
   }
   detail::remove_stale_weights(out_dir, result.files);
+  folder.commit();
   return result;
 }
 

@@ -46,9 +46,10 @@ class ShardWriter {
 };
 
 // Creates `out`; refuses (InvalidArgument) a file, a non-empty folder unless `force`, and
-// the folder the base checkpoint's files are in.
-void prepare_output_folder(const std::filesystem::path& out, const CheckpointLayout* base,
-                           bool force);
+// the folder the base checkpoint's files are in. The folder is removed again unless the
+// caller commits the returned guard.
+formats::OutputFolder prepare_output_folder(const std::filesystem::path& out,
+                                            const CheckpointLayout* base, bool force);
 // Deletes model.safetensors, model-*-of-*.safetensors and model.safetensors.index.json left
 // in `out` by an earlier save and not among `written` (as save_pretrained does).
 void remove_stale_weights(const std::filesystem::path& out,

@@ -1,38 +1,16 @@
 #include "peft/checkpoint_shard_file.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <array>
-
 #include <fmt/format.h>
 
 #include "peft/error.hpp"
+#include "peft/file_format.hpp"
 #include "peft/torch_file.hpp"
 
 namespace peft::detail {
 namespace fs = std::filesystem;
 
-namespace {
-
-// "PK\3\4" (torch.save since 1.6) or a pickle PROTO opcode (the legacy format).
-bool starts_like_torch(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  std::array<unsigned char, 4> head{};
-  const ssize_t got = ::read(fd, head.data(), head.size());
-  ::close(fd);
-  if (got >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4) return true;
-  return got >= 1 && head[0] == 0x80;
-}
-
-}  // namespace
-
 bool ShardFile::is_torch_file(const fs::path& path) {
-  const auto ext = path.extension().string();
-  if (ext == ".bin" || ext == ".pt" || ext == ".pth") return true;
-  if (ext == ".safetensors") return false;
-  return starts_like_torch(path);
+  return weights_reader_for(path) != FileFormat::Safetensors;
 }
 
 ShardFile ShardFile::open(const fs::path& path) {

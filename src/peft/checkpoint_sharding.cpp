@@ -31,7 +31,8 @@ std::string_view trim(std::string_view text) {
 [[noreturn]] void bad_size(std::string_view text, std::string_view why) {
   throw Error(ErrorCode::InvalidArgument, "max_shard_size",
               fmt::format("'{}' {}: expected a number of bytes or a number followed by KB, MB, "
-                          "GB or TB (decimal units, e.g. \"5GB\", \"500MB\")",
+                          "GB, TB (decimal) or KiB, MiB, GiB, TiB (binary), e.g. \"5GB\", "
+                          "\"500MiB\"",
                           text, why));
 }
 
@@ -48,16 +49,26 @@ std::uint64_t parse_shard_size(std::string_view text) {
   }
   if (t.size() < 2) bad_size(text, "has no unit");
   // parse_size_to_int: the unit is the last two characters, upper-cased; the value is
-  // float() of the rest, truncated after multiplication.
-  std::string unit(t.substr(t.size() - 2));
+  // float() of the rest, truncated after multiplication. transformers also accepts the
+  // binary units KiB, MiB, GiB (and TiB here), three characters long.
+  std::string unit(t.substr(t.size() - std::min<std::size_t>(t.size(), 3)));
   for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   double multiplier = 0;
-  if (unit == "KB") multiplier = 1e3;
-  if (unit == "MB") multiplier = 1e6;
-  if (unit == "GB") multiplier = 1e9;
-  if (unit == "TB") multiplier = 1e12;
+  std::size_t unit_length = 3;
+  if (unit == "KIB") multiplier = 0x1p10;
+  if (unit == "MIB") multiplier = 0x1p20;
+  if (unit == "GIB") multiplier = 0x1p30;
+  if (unit == "TIB") multiplier = 0x1p40;
+  if (multiplier == 0) {
+    unit.erase(0, unit.size() - 2);
+    unit_length = 2;
+    if (unit == "KB") multiplier = 1e3;
+    if (unit == "MB") multiplier = 1e6;
+    if (unit == "GB") multiplier = 1e9;
+    if (unit == "TB") multiplier = 1e12;
+  }
   if (multiplier == 0) bad_size(text, fmt::format("has the unit '{}'", unit));
-  const std::string number(trim(t.substr(0, t.size() - 2)));
+  const std::string number(trim(t.substr(0, t.size() - unit_length)));
   char* end = nullptr;
   const double value = number.empty() ? NAN : std::strtod(number.c_str(), &end);
   if (number.empty() || end != number.c_str() + number.size() || !std::isfinite(value)) {

@@ -16,13 +16,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool is_zip_or_pickle(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  char magic[2] = {};
-  in.read(magic, 2);
-  return (magic[0] == 'P' && magic[1] == 'K') || static_cast<unsigned char>(magic[0]) == 0x80;
-}
-
 StateDict cast(StateDict weights, const std::optional<DType>& dtype) {
   if (!dtype) return weights;
   for (auto& [key, tensor] : weights) {
@@ -58,12 +51,16 @@ fs::path weights_in(const fs::path& folder) {
               "holds no adapter_model.safetensors or adapter_model.bin");
 }
 
-void compare_tensors(const StateDict& a, const StateDict& b, Comparison& out) {
+void compare_tensors(const StateDict& a, const StateDict& b, const CompareOptions& options,
+                     Comparison& out) {
   for (const auto& [key, x] : a) {
     const Tensor* y = b.find(key);
     if (y == nullptr) {
       out.tensors.push_back({key, "only in A"});
-    } else if (x.dtype() != y->dtype()) {
+      continue;
+    }
+    ++out.compared;
+    if (x.dtype() != y->dtype()) {
       out.tensors.push_back(
           {key, fmt::format("dtype {} vs {}", dtype_name(x.dtype()), dtype_name(y->dtype()))});
     } else if (x.shape() != y->shape()) {
@@ -71,15 +68,25 @@ void compare_tensors(const StateDict& a, const StateDict& b, Comparison& out) {
                                               shape_to_string(y->shape()))});
     } else if (!x.equals(*y)) {
       TensorDifference d{key, "values"};
+      // Without a tolerance, any byte counts (-0.0 differs from 0.0).
+      bool beyond_tolerance =
+          !is_convertible(x.dtype()) || (options.atol == 0 && options.rtol == 0);
       if (is_convertible(x.dtype())) {
         const auto xs = x.to_doubles(), ys = y->to_doubles();
         for (std::size_t i = 0; i < xs.size(); ++i) {
+          if (std::isnan(xs[i]) && std::isnan(ys[i])) continue;
           const double diff = std::fabs(xs[i] - ys[i]);
           d.max_abs = std::max(d.max_abs, diff);
           if (ys[i] != 0) d.max_rel = std::max(d.max_rel, diff / std::fabs(ys[i]));
+          // numpy.allclose's rule; a NaN against a number is always a difference.
+          if (!(diff <= options.atol + options.rtol * std::fabs(ys[i]))) beyond_tolerance = true;
         }
       }
-      out.tensors.push_back(d);
+      if (beyond_tolerance) {
+        out.tensors.push_back(d);
+      } else {
+        ++out.within_tolerance;
+      }
     }
   }
   for (const auto& [key, y] : b) {
@@ -121,44 +128,59 @@ void compare_configs(const fs::path& a, const fs::path& b, Comparison& out) {
 
 }  // namespace
 
-StateDict read_weights_file(const fs::path& path) {
-  if (is_zip_or_pickle(path)) return load_torch_file(path);
-  return SafetensorsFile::open(path).state_dict();
+bool is_weights_extension(const fs::path& path) {
+  const FileFormat named = format_from_extension(path);
+  return named == FileFormat::Safetensors || named == FileFormat::TorchZip;
 }
 
 void convert_adapter(const fs::path& in, const fs::path& out, const ConvertOptions& options) {
   std::error_code ec;
   if (fs::is_directory(in, ec)) {
+    if (fs::exists(out, ec) && !fs::is_directory(out, ec)) {
+      throw Error(ErrorCode::InvalidArgument, out.string(),
+                  "is a file; an adapter folder converts into a folder");
+    }
     refuse_existing(out / "adapter_model.safetensors", options.overwrite);
     refuse_existing(out / "adapter_model.bin", options.overwrite);
     const fs::path source = weights_in(in);
     // A folder converts to the other format unless only the dtype changes.
     const bool to_bin = source.extension() == ".safetensors" && !options.dtype;
-    fs::create_directories(out);
-    write_weights(cast(read_weights_file(source), options.dtype),
-                  out / (to_bin ? "adapter_model.bin" : "adapter_model.safetensors"), std::nullopt);
-    if (fs::exists(in / "adapter_config.json")) {
+    // Read (and cast) before the output folder exists: a failure leaves nothing behind.
+    const StateDict weights = cast(read_weights_file(source), options.dtype);
+    std::optional<std::string> config_text;
+    if (fs::exists(in / "adapter_config.json", ec)) {
       std::ifstream config(in / "adapter_config.json", std::ios::binary);
-      const std::string text((std::istreambuf_iterator<char>(config)),
-                             std::istreambuf_iterator<char>());
-      formats::write_file_atomically(out / "adapter_config.json", text);
+      config_text.emplace((std::istreambuf_iterator<char>(config)),
+                          std::istreambuf_iterator<char>());
     }
+    formats::OutputFolder guard(out);
+    write_weights(weights, out / (to_bin ? "adapter_model.bin" : "adapter_model.safetensors"),
+                  std::nullopt);
+    if (config_text) formats::write_file_atomically(out / "adapter_config.json", *config_text);
+    guard.commit();
     return;
+  }
+  if (!is_weights_extension(out)) {
+    throw Error(ErrorCode::InvalidArgument, out.string(),
+                "unknown output format: name the file .safetensors, .bin, .pt or .pth");
   }
   refuse_existing(out, options.overwrite);
   std::optional<Metadata> metadata;
-  if (!is_zip_or_pickle(in)) metadata = SafetensorsFile::open(in).metadata();
-  write_weights(cast(read_weights_file(in), options.dtype), out, metadata);
+  const StateDict weights = cast(read_weights_file(in), options.dtype);
+  if (detect_file_format(in) == FileFormat::Safetensors)
+    metadata = SafetensorsFile::open(in).metadata();
+  write_weights(weights, out, metadata);
 }
 
-Comparison compare_adapters(const fs::path& a, const fs::path& b) {
+Comparison compare_adapters(const fs::path& a, const fs::path& b, const CompareOptions& options) {
   Comparison out;
   std::error_code ec;
-  if (fs::is_directory(a, ec) && fs::is_directory(b, ec)) {
-    compare_tensors(read_weights_file(weights_in(a)), read_weights_file(weights_in(b)), out);
+  const bool folder_a = fs::is_directory(a, ec), folder_b = fs::is_directory(b, ec);
+  // A folder stands for its weights file when compared with a file.
+  compare_tensors(read_weights_file(folder_a ? weights_in(a) : a),
+                  read_weights_file(folder_b ? weights_in(b) : b), options, out);
+  if (folder_a && folder_b) {
     compare_configs(a / "adapter_config.json", b / "adapter_config.json", out);
-  } else {
-    compare_tensors(read_weights_file(a), read_weights_file(b), out);
   }
   return out;
 }
@@ -173,7 +195,11 @@ nlohmann::json to_json(const Comparison& c) {
     }
     tensors.push_back(entry);
   }
-  return {{"identical", c.identical()}, {"tensors", tensors}, {"config", c.config_differences}};
+  return {{"identical", c.identical()},
+          {"compared", c.compared},
+          {"within_tolerance", c.within_tolerance},
+          {"tensors", tensors},
+          {"config", c.config_differences}};
 }
 
 }  // namespace peft

@@ -1,9 +1,11 @@
 #include "peft/hub_cache.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -43,6 +45,47 @@ void check_relative(std::string_view path) {
 }
 
 }  // namespace
+
+namespace {
+
+bool valid_repo_name(std::string_view name) {
+  if (name.empty() || name.size() > 96) return false;
+  if (name.find("--") != std::string_view::npos || name.find("..") != std::string_view::npos)
+    return false;
+  if (name.front() == '-' || name.front() == '.' || name.back() == '-' || name.back() == '.')
+    return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+  });
+}
+
+}  // namespace
+
+std::optional<HubReference> parse_hub_reference(std::string_view text) {
+  HubReference out;
+  const auto at = text.find('@');
+  if (at != std::string_view::npos) {
+    if (at + 1 == text.size()) return std::nullopt;
+    out.revision = std::string(text.substr(at + 1));
+    text = text.substr(0, at);
+  }
+  std::vector<std::string_view> parts;
+  for (std::size_t start = 0;;) {
+    const auto slash = text.find('/', start);
+    parts.push_back(text.substr(start, slash == std::string_view::npos ? slash : slash - start));
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  const std::size_t repo_parts = std::min<std::size_t>(parts.size(), 2);
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (i < repo_parts ? !valid_repo_name(parts[i]) : (parts[i].empty() || parts[i] == ".."))
+      return std::nullopt;
+  }
+  out.repo_id = std::string(repo_parts == 2 ? text.substr(0, parts[0].size() + 1 + parts[1].size())
+                                            : parts[0]);
+  if (parts.size() > 2) out.subfolder = std::string(text.substr(out.repo_id.size() + 1));
+  return out;
+}
 
 std::string expand_path(std::string_view text) {
   std::string out(text);

@@ -4,10 +4,10 @@
 #include <cmath>
 
 #include "peft/error.hpp"
+#include "peft/file_format.hpp"
 #include "peft/methods/method_rules.hpp"
 #include "peft/module_match.hpp"
 #include "peft/safetensors.hpp"
-#include "peft/torch_file.hpp"
 
 namespace peft {
 namespace fs = std::filesystem;
@@ -16,6 +16,33 @@ namespace {
 
 bool is_number(std::string_view part) {
   return !part.empty() && part.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+// Tensor names, dtypes and shapes: the safetensors header only, or the torch.save
+// pickle (with CRC checks: a diagnostic read reports damaged records too).
+void read_tensor_list(AdapterSummary& summary) {
+  std::error_code ec;
+  summary.bytes_on_disk = fs::file_size(summary.weights_file, ec);
+  try {
+    if (weights_reader_for(summary.weights_file) == FileFormat::Safetensors) {
+      const SafetensorsFile file = SafetensorsFile::open(summary.weights_file);
+      for (const auto& info : file.tensors()) {
+        summary.tensors.push_back({info.name, info.dtype, info.shape});
+      }
+    } else {
+      WeightsReadOptions read;
+      read.verify_crc = true;
+      for (const auto& [name, tensor] : read_weights_file(summary.weights_file, read)) {
+        summary.tensors.push_back({name, tensor.dtype(), tensor.shape()});
+      }
+    }
+  } catch (const Error& e) {
+    summary.weights_error = e.what();
+  }
+  for (const auto& tensor : summary.tensors) {
+    summary.dtypes[std::string(dtype_name(tensor.dtype))]++;
+    summary.parameters += shape_numel(tensor.shape);
+  }
 }
 
 void read_weights(AdapterSummary& summary) {
@@ -31,28 +58,7 @@ void read_weights(AdapterSummary& summary) {
   } else {
     return;
   }
-  summary.bytes_on_disk = fs::file_size(summary.weights_file, ec);
-  try {
-    if (summary.weights_format == "safetensors") {
-      const SafetensorsFile file = SafetensorsFile::open(summary.weights_file);
-      for (const auto& info : file.tensors()) {
-        summary.tensors.push_back({info.name, info.dtype, info.shape});
-      }
-    } else {
-      TorchReadOptions read;
-      read.verify_crc = true;  // a diagnostic read: report damaged records too
-      const StateDict weights = load_torch_file(summary.weights_file, read);
-      for (const auto& [name, tensor] : weights) {
-        summary.tensors.push_back({name, tensor.dtype(), tensor.shape()});
-      }
-    }
-  } catch (const Error& e) {
-    summary.weights_error = e.what();
-  }
-  for (const auto& tensor : summary.tensors) {
-    summary.dtypes[std::string(dtype_name(tensor.dtype))]++;
-    summary.parameters += shape_numel(tensor.shape);
-  }
+  read_tensor_list(summary);
 }
 
 // Groups tensors by the tuner layer they belong to (the text before the method prefix).
@@ -76,23 +82,30 @@ void find_modules(AdapterSummary& summary) {
       continue;
     }
     std::string module = tensor.name.substr(0, at - 1);
+    if (module == "base_model") {
+      // The tuner model's own tensors, shared by every layer (VeRA/RandLoRA projections,
+      // the VB-LoRA vector bank): no module of the base model.
+      summary.other_keys.push_back(tensor.name);
+      continue;
+    }
     if (module.starts_with("base_model.model.")) module.erase(0, 17);
     auto [it, inserted] = index.emplace(module, summary.modules.size());
-    if (inserted) summary.modules.push_back({module, {}, {}, {}, 0});
+    if (inserted) summary.modules.push_back({module, {}, {}, {}, {}, 0});
     ModuleSummary& entry = summary.modules[it->second];
     ++entry.tensors;
     const std::string_view leaf = std::string_view(tensor.name).substr(at);
     if (lora_like && !tensor.shape.empty() &&
         (leaf == "lora_A.weight" || leaf == "lora_embedding_A" || leaf == "lora_A")) {
-      entry.rank = static_cast<std::int64_t>(tensor.shape[0]);
+      entry.weights_rank = static_cast<std::int64_t>(tensor.shape[0]);
     }
   }
   if (!lora_like) return;
   for (auto& entry : summary.modules) {
     try {
+      // PEFT's LoraLayer.update_layer: r and alpha from the config (patterns applied).
+      entry.rank = rank_for(config, entry.module);
       entry.alpha = alpha_for(config, entry.module);
-      const double r =
-          entry.rank ? static_cast<double>(*entry.rank) : rank_for(config, entry.module);
+      const auto r = static_cast<double>(*entry.rank);
       if (r > 0) entry.scaling = *entry.alpha / (config.use_rslora() ? std::sqrt(r) : r);
     } catch (const Error&) {
       // a broken pattern is reported by validate, not here
@@ -137,6 +150,33 @@ std::string layer_pattern(std::string_view module) {
   return out;
 }
 
+AdapterSummary summarize_adapter(const PeftConfig& config, const StateDict& weights,
+                                 std::string name) {
+  AdapterSummary summary;
+  summary.name = std::move(name);
+  summary.config = config;
+  summary.weights_format = "memory";
+  for (const auto& [key, tensor] : weights) {
+    summary.tensors.push_back({key, tensor.dtype(), tensor.shape()});
+    summary.dtypes[std::string(dtype_name(tensor.dtype()))]++;
+    summary.parameters += shape_numel(tensor.shape());
+    summary.bytes_on_disk += tensor.nbytes();
+  }
+  find_modules(summary);
+  return summary;
+}
+
+AdapterSummary inspect_weights_file(const fs::path& file) {
+  AdapterSummary summary;
+  summary.name = file.filename().string();
+  summary.folder = file.parent_path();
+  summary.weights_file = file;
+  const FileFormat reader = weights_reader_for(file);  // throws for JSON, GGUF, missing
+  summary.weights_format = reader == FileFormat::Safetensors ? "safetensors" : "bin";
+  read_tensor_list(summary);
+  return summary;
+}
+
 std::vector<AdapterSummary> inspect_adapters(const fs::path& folder) {
   std::vector<AdapterSummary> out;
   std::error_code ec;
@@ -152,7 +192,17 @@ std::vector<AdapterSummary> inspect_adapters(const fs::path& folder) {
     }
   }
   std::sort(subfolders.begin(), subfolders.end());
-  if (root_is_adapter || subfolders.empty()) out.push_back(std::move(root));
+  if (!root_is_adapter && subfolders.empty()) {
+    const bool model_folder = fs::exists(folder / "config.json", ec) ||
+                              fs::exists(folder / "model.safetensors", ec) ||
+                              fs::exists(folder / "model.safetensors.index.json", ec) ||
+                              fs::exists(folder / "pytorch_model.bin", ec);
+    throw Error(ErrorCode::NotFound, folder.string(),
+                std::string("holds no adapter: no adapter_config.json, adapter_model.safetensors "
+                            "or adapter_model.bin, and no sub folder with an adapter_config.json") +
+                    (model_folder ? " (it looks like a model checkpoint folder)" : ""));
+  }
+  if (root_is_adapter) out.push_back(std::move(root));
   for (const auto& sub : subfolders) out.push_back(summarize(sub, sub.filename().string()));
   return out;
 }
@@ -198,6 +248,7 @@ nlohmann::json to_json_unchecked(const AdapterSummary& s, bool with_tensors) {
     nlohmann::json entry{
         {"module", m.module}, {"pattern", layer_pattern(m.module)}, {"tensors", m.tensors}};
     entry["rank"] = m.rank ? nlohmann::json(*m.rank) : nlohmann::json();
+    entry["weights_rank"] = m.weights_rank ? nlohmann::json(*m.weights_rank) : nlohmann::json();
     entry["alpha"] = m.alpha ? nlohmann::json(*m.alpha) : nlohmann::json();
     entry["scaling"] = m.scaling ? nlohmann::json(*m.scaling) : nlohmann::json();
     j["modules"].push_back(std::move(entry));

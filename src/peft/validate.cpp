@@ -4,7 +4,9 @@
 
 #include <set>
 
+#include "peft/convert.hpp"
 #include "peft/error.hpp"
+#include "peft/file_format.hpp"
 #include "peft/inspect.hpp"
 #include "peft/methods/method_rules.hpp"
 #include "peft/module_match.hpp"
@@ -44,6 +46,45 @@ void check_weights(const AdapterSummary& s, std::vector<Problem>& out) {
   }
 }
 
+// A saved LoRA key ends with "<module>.lora_A.weight" (lora_B likewise, ".bias" with
+// lora_bias), "<module>.lora_magnitude_vector.weight" or "<module>.lora_embedding_A": one
+// more component than that is the adapter name get_peft_model_state_dict removes.
+bool lora_key_keeps_adapter_name(std::string_view key) {
+  struct Leaf {
+    std::string_view name;
+    int saved_components;  // components after the leaf in a saved key
+  };
+  static constexpr Leaf kLeaves[] = {{"lora_A", 1},
+                                     {"lora_B", 1},
+                                     {"lora_magnitude_vector", 1},
+                                     {"lora_embedding_A", 0},
+                                     {"lora_embedding_B", 0}};
+  for (const Leaf& leaf : kLeaves) {
+    const std::string component = "." + std::string(leaf.name);
+    const auto at = key.rfind(component);
+    if (at == std::string_view::npos) continue;
+    const std::string_view rest = key.substr(at + component.size());
+    if (!rest.empty() && rest.front() != '.') continue;  // "lora_A" must be a whole component
+    if (std::count(rest.begin(), rest.end(), '.') > leaf.saved_components) return true;
+  }
+  return false;
+}
+
+// A tuner layer inside a wrapped module's base layer belongs to the module that was
+// targeted: LoRA on nn.MultiheadAttention "mha" keeps out_proj's factors under
+// "mha.base_layer.out_proj".
+std::string wrapping_module(const std::string& module) {
+  const auto at = module.find(".base_layer.");
+  return at == std::string::npos ? module : module.substr(0, at);
+}
+
+// LoRA's target_parameters (PEFT >= 0.17) adapts parameters of modules that
+// target_modules need not name; a null or empty list targets nothing.
+bool targets_parameters(const PeftConfig& config) {
+  const auto* value = config.find("target_parameters");
+  return value != nullptr && value->is_array() && !value->empty();
+}
+
 // LoRA-like methods: shapes against the config, modules against target_modules, adapter
 // names left inside keys.
 void check_tensors(const AdapterSummary& s, std::vector<Problem>& out) {
@@ -57,13 +98,9 @@ void check_tensors(const AdapterSummary& s, std::vector<Problem>& out) {
     return;
   }
   const bool lora = config.peft_type() == PeftType::LORA;
-  const std::string where = s.weights_file.string();
+  const std::string where = s.weights_file.empty() ? s.folder.string() : s.weights_file.string();
   for (const auto& t : s.tensors) {
-    const auto at = t.name.rfind(prefix);
-    if (at == std::string::npos) continue;
-    const std::string_view suffix = std::string_view(t.name).substr(at + prefix.size());
-    const auto dots = std::count(suffix.begin(), suffix.end(), '.');
-    if (lora && dots >= 2) {
+    if (lora && lora_key_keeps_adapter_name(t.name)) {
       out.push_back(
           {"adapter_name_in_key", where + ": " + t.name,
            "the key still contains an adapter name (saved from model.state_dict() "
@@ -75,18 +112,17 @@ void check_tensors(const AdapterSummary& s, std::vector<Problem>& out) {
     try {
       if (config.target_modules().kind != TargetModules::Kind::None &&
           !config.target_modules().is_all_linear() &&
-          match_target(config, m.module) != TargetMatch::Targeted &&
-          config.find("target_parameters") == nullptr) {
+          match_target(config, wrapping_module(m.module)) != TargetMatch::Targeted &&
+          !targets_parameters(config)) {
         out.push_back({"untargeted_module", where + ": " + m.module,
                        "the weights hold tensors for a module target_modules does not match",
                        "add the module to target_modules, or remove its tensors"});
       }
-      if (m.rank && lora) {
-        const int expected = rank_for(config, m.module);
-        if (expected != *m.rank) {
+      if (m.rank_mismatch() && lora) {
+        {
           out.push_back({"rank_mismatch", where + ": " + m.module,
                          fmt::format("lora_A has rank {} but the config gives this module r={}",
-                                     *m.rank, expected),
+                                     *m.weights_rank, *m.rank),
                          "fix r / rank_pattern in adapter_config.json to match the weights"});
         }
       }
@@ -107,17 +143,41 @@ void check_tensors(const AdapterSummary& s, std::vector<Problem>& out) {
             return m.module == name || m.module.ends_with("." + name);
           });
       if (!found) {
-        out.push_back(
-            {"targeted_without_weights", where + ": " + name,
-             "target_modules names a module that has no tensor in the weights",
-             "check that the weights belong to this config (or the module was excluded)"});
+        out.push_back({"targeted_without_weights", where + ": " + name,
+                       "target_modules names a module that has no tensor in the weights",
+                       "check that the weights belong to this config (or the module was excluded)",
+                       Severity::Warning});
       }
     }
   }
 }
 
-void check_config(const AdapterSummary& s, std::vector<Problem>& out) {
-  const fs::path file = s.folder / "adapter_config.json";
+// PEFT loads adapter_model.safetensors when it exists and never looks at a .bin next to
+// it: a .bin that differs is stale, and whoever reads it gets other weights.
+void check_second_weights_file(const AdapterSummary& s, std::vector<Problem>& out) {
+  const fs::path safetensors = s.folder / "adapter_model.safetensors";
+  const fs::path bin = s.folder / "adapter_model.bin";
+  std::error_code ec;
+  if (!fs::exists(safetensors, ec) || !fs::exists(bin, ec) || !s.weights_error.empty()) return;
+  std::string difference;
+  try {
+    const Comparison c = compare_adapters(safetensors, bin);
+    if (c.identical()) return;
+    difference = fmt::format("{} tensor{} differ (first: {}, {})", c.tensors.size(),
+                             c.tensors.size() == 1 ? "" : "s", c.tensors.front().key,
+                             c.tensors.front().what);
+  } catch (const Error& e) {
+    difference = fmt::format("the .bin cannot be read ({})", e.what());
+  }
+  out.push_back({"stale_weights_file", bin.string(),
+                 "adapter_model.safetensors and adapter_model.bin both exist and differ: " +
+                     difference + "; PEFT loads only adapter_model.safetensors",
+                 "delete the file that is out of date (PEFT ignores the .bin)", Severity::Warning});
+}
+
+void check_config(const AdapterSummary& s, std::vector<Problem>& out,
+                  const fs::path& config_file = {}) {
+  const fs::path file = config_file.empty() ? s.folder / "adapter_config.json" : config_file;
   if (!s.config) {
     out.push_back({"bad_config", file.string(), s.config_error,
                    "an adapter folder needs the adapter_config.json PEFT wrote with the weights"});
@@ -132,7 +192,8 @@ void check_config(const AdapterSummary& s, std::vector<Problem>& out) {
   for (const auto& field : s.config->unknown_fields()) {
     out.push_back({"unknown_field", file.string() + ": " + field,
                    "field unknown to PEFT 0.18.0 for this type (it drops it with a warning)",
-                   "harmless for peftcpp; remove it if PEFT 0.18 must load the file silently"});
+                   "harmless for peftcpp; remove it if PEFT 0.18 must load the file silently",
+                   Severity::Warning});
   }
 }
 
@@ -143,14 +204,55 @@ std::vector<Problem> validate_adapter_folder(const fs::path& folder) {
   for (const auto& summary : inspect_adapters(folder)) {
     check_config(summary, out);
     check_weights(summary, out);
+    check_second_weights_file(summary, out);
     check_tensors(summary, out);
   }
   return out;
 }
 
+std::vector<Problem> validate_file(const fs::path& file) {
+  std::vector<Problem> out;
+  if (detect_file_format(file) == FileFormat::Json) {
+    AdapterSummary s;
+    s.folder = file.parent_path();
+    try {
+      s.config = PeftConfig::load(file);
+    } catch (const Error& e) {
+      s.config_error = e.what();
+    }
+    check_config(s, out, file);
+    return out;
+  }
+  const AdapterSummary s = inspect_weights_file(file);  // throws for what is no weights file
+  check_weights(s, out);
+  return out;
+}
+
+std::vector<Problem> validate_adapter(const PeftConfig& config, const StateDict& weights,
+                                      const std::string& source) {
+  AdapterSummary summary = summarize_adapter(config, weights);
+  summary.folder = source;
+  std::vector<Problem> out;
+  try {
+    config.validate();
+  } catch (const Error& e) {
+    out.push_back(
+        {"invalid_config", source, e.what(), "PEFT 0.18 refuses this config: fix the field named"});
+  }
+  if (weights.empty()) {
+    out.push_back({"empty_weights", source, "the adapter holds no tensor",
+                   "check that the weights belong to this config and adapter name"});
+  }
+  check_tensors(summary, out);
+  return out;
+}
+
 nlohmann::json to_json(const Problem& p) {
-  const nlohmann::json j{
-      {"code", p.code}, {"where", p.where}, {"message", p.message}, {"hint", p.hint}};
+  const nlohmann::json j{{"code", p.code},
+                         {"severity", p.severity == Severity::Error ? "error" : "warning"},
+                         {"where", p.where},
+                         {"message", p.message},
+                         {"hint", p.hint}};
   // Names from the files may hold bytes that are not UTF-8: dump() would throw on them.
   return nlohmann::json::parse(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }

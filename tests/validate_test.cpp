@@ -1,0 +1,113 @@
+// validate tells the truth: every adapter PEFT itself wrote validates clean (unless PEFT's
+// own load of it reports unexpected keys or fails), and the problems users hit are found.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "peft/adapter_io.hpp"
+#include "peft/safetensors.hpp"
+#include "peft/torch_file.hpp"
+#include "peft/validate.hpp"
+#include "test_support.hpp"
+
+namespace peft {
+namespace {
+namespace fs = std::filesystem;
+
+// Where validate has something true to say about an adapter PEFT wrote: in a case tagged
+// "quirk" (PEFT v0.18.0 writing something broken on purpose of the fixture), every folder
+// PEFT does not load back cleanly — its load reported unexpected keys or failed, or it is
+// never loaded at all (X-LoRA's inner folders). Everything else must validate clean.
+struct Exemptions {
+  bool quirk = false;
+  std::set<std::string> loaded_cleanly;  // sub folders ("" = root)
+  bool exempt(const std::string& sub) const { return quirk && !loaded_cleanly.count(sub); }
+};
+
+Exemptions exemptions_of(const fs::path& case_dir) {
+  Exemptions out;
+  const auto json = nlohmann::json::parse(testing::read_text(case_dir / "case.json"));
+  for (const auto& tag : json.value("tags", nlohmann::json::array())) out.quirk |= tag == "quirk";
+  for (const auto& step : json.value("load_steps", nlohmann::json::array())) {
+    const bool unexpected = step.contains("unexpected_keys") && !step["unexpected_keys"].empty();
+    const bool error = step.contains("error") && !step["error"].is_null();
+    if (!unexpected && !error) out.loaded_cleanly.insert(step.value("source", ""));
+  }
+  return out;
+}
+
+TEST(Validate, EveryAdapterPeftWroteIsClean) {
+  std::size_t checked = 0;
+  for (const auto& entry : fs::directory_iterator(testing::peft_ref_root())) {
+    if (!fs::exists(entry.path() / "case.json") ||
+        !fs::exists(entry.path() / "adapter_config.json"))
+      continue;
+    const auto exemptions = exemptions_of(entry.path());
+    for (const auto& p : validate_adapter_folder(entry.path())) {
+      const fs::path where = fs::path(p.where.substr(0, p.where.find(": ")));
+      const fs::path folder = fs::is_directory(where) ? where : where.parent_path();
+      const std::string sub = fs::relative(folder, entry.path()).lexically_normal().string();
+      const std::string key = sub == "." ? "" : sub;
+      if (exemptions.exempt(key)) continue;
+      ADD_FAILURE() << entry.path().filename() << ": " << p.where << " [" << p.code << "] "
+                    << p.message;
+    }
+    ++checked;
+  }
+  EXPECT_GT(checked, 50u);
+}
+
+TEST(Validate, SharedBanksAndProjectionsAreNotModules) {
+  for (const char* name : {"vblora_full", "vblora_topk", "randlora"}) {
+    const fs::path c = testing::peft_ref_root() / name;
+    if (!fs::exists(c)) GTEST_SKIP() << c << " is absent from this fixture set";
+    for (const auto& p : validate_adapter_folder(c)) {
+      EXPECT_NE(p.code, "untargeted_module") << name << ": " << p.where;
+    }
+  }
+}
+
+TEST(Validate, AStaleBinNextToTheSafetensorsFileIsReported) {
+  testing::TempDir dir;
+  const fs::path c = testing::peft_ref_root() / "lora_linear";
+  fs::copy_file(c / "adapter_config.json", dir / "adapter_config.json");
+  fs::copy_file(c / "adapter_model.safetensors", dir / "adapter_model.safetensors");
+  fs::copy_file(c / "adapter_model.bin", dir / "adapter_model.bin");
+  EXPECT_TRUE(validate_adapter_folder(dir.path()).empty());  // the same tensors: fine
+  StateDict other = load_torch_file(c / "adapter_model.bin");
+  StateDict changed;
+  for (const auto& [key, tensor] : other)
+    changed.set(key, Tensor::zeros(tensor.dtype(), tensor.shape()));
+  save_torch_file(changed, dir / "adapter_model.bin");
+  const auto problems = validate_adapter_folder(dir.path());
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0].code, "stale_weights_file");
+  EXPECT_EQ(problems[0].severity, Severity::Warning);
+  EXPECT_NE(problems[0].message.find("PEFT loads only adapter_model.safetensors"),
+            std::string::npos);
+}
+
+TEST(Validate, AdaptersInMemory) {
+  const fs::path c = testing::peft_ref_root() / "lora_linear";
+  const PeftConfig config = load_adapter_config(c.string());
+  const StateDict weights = load_peft_weights(c.string());
+  EXPECT_TRUE(validate_adapter(config, weights, "mem").empty());
+  EXPECT_EQ(validate_adapter(config, {}, "mem").at(0).code, "empty_weights");
+  // Full keys (with the adapter name) are not saved keys.
+  StateDict full;
+  for (const auto& [key, tensor] : weights) {
+    std::string k = key;
+    const auto at = k.rfind(".weight");
+    full.set(k.substr(0, at) + ".default" + k.substr(at), tensor);
+  }
+  bool named = false;
+  for (const auto& p : validate_adapter(config, full, "mem"))
+    named |= p.code == "adapter_name_in_key";
+  EXPECT_TRUE(named);
+}
+
+}  // namespace
+}  // namespace peft
