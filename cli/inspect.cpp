@@ -33,6 +33,7 @@ std::string with_commas(std::uint64_t n) {
 
 std::string json_text(const nlohmann::json& value) {
   if (value.is_null()) return "—";
+  if (value.is_boolean()) return value.get<bool>() ? "yes" : "no";
   if (value.is_string()) return value.get<std::string>();
   if (value.is_array()) {
     std::string out;

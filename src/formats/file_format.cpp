@@ -147,8 +147,10 @@ Probe probe(const fs::path& path) {
   Probe out;
   out.size = static_cast<std::uint64_t>(st.st_size);
   out.head = read_at(fd, 0, kHeadBytes, path);
-  const std::uint64_t tail_at = out.size > kTailBytes ? out.size - kTailBytes : 0;
-  out.tail = read_at(fd, tail_at, static_cast<std::size_t>(out.size - tail_at), path);
+  if (starts_with(out.head, "PK")) {  // only a zip needs its end record looked at
+    const std::uint64_t tail_at = out.size > kTailBytes ? out.size - kTailBytes : 0;
+    out.tail = read_at(fd, tail_at, static_cast<std::size_t>(out.size - tail_at), path);
+  }
   return out;
 }
 

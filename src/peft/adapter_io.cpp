@@ -6,6 +6,7 @@
 
 #include "formats/atomic_file.hpp"
 #include "peft/error.hpp"
+#include "peft/file_format.hpp"
 #include "peft/hub_cache.hpp"
 #include "peft/methods/method_rules.hpp"
 #include "peft/model_card.hpp"
@@ -180,17 +181,9 @@ StateDict load_peft_weights(const std::string& id_or_path, const LoadWeightsOpti
   if (!file)
     not_found(id_or_path, "adapter weights (adapter_model.safetensors or adapter_model.bin)",
               tried);
-  StateDict weights;
-  if (file->filename() == kSafetensors) {
-    SafetensorsReadOptions read;
-    read.use_mmap = options.use_mmap;
-    weights = SafetensorsFile::open(*file, read).state_dict();
-  } else {
-    TorchReadOptions read;
-    read.use_mmap = options.use_mmap;
-    weights = load_torch_file(*file, read);
-  }
-  return apply_key_mapping(std::move(weights), options.key_mapping);
+  WeightsReadOptions read;  // by content: the same result as PEFT for every file it reads
+  read.use_mmap = options.use_mmap;
+  return apply_key_mapping(read_weights_file(*file, read), options.key_mapping);
 }
 
 PeftConfig load_adapter_config(const std::string& id_or_path, const AdapterLocation& location) {
