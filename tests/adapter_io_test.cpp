@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "peft/adapter_io.hpp"
+#include "peft/convert.hpp"
 #include "peft/hub_cache.hpp"
 #include "peft/safetensors.hpp"
 #include "peft_ref_case.hpp"

@@ -417,7 +417,8 @@ TEST(CliDefects, DtypeOptionsTakePyTorchSpellings) {
     const fs::path out = dir / (name + ".safetensors");
     ASSERT_EQ(peftcpp({"convert", input.string(), out.string(), "--dtype", name}).exit_code, 0)
         << name;
-    for (const auto& info : SafetensorsFile::open(out).tensors()) EXPECT_EQ(info.dtype, dtype);
+    const auto file = SafetensorsFile::open(out);  // alive while its tensor list is read
+    for (const auto& info : file.tensors()) EXPECT_EQ(info.dtype, dtype);
   }
   const auto bad =
       peftcpp({"convert", input.string(), (dir / "x.safetensors").string(), "--dtype", "f8"});

@@ -10,7 +10,7 @@
 #include <limits>
 #include <set>
 
-#include "peft/python_json.hpp"
+#include "pycompat/python_json.hpp"
 #include "test_support.hpp"
 
 namespace peft {

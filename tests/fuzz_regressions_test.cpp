@@ -83,7 +83,7 @@ TEST(FuzzRegressions, FixturesPassTheEntryPoints) {
 // Finding (fuzz_adapter_folder, first minute): a config with a "\ud800" escape (Python's
 // json accepts lone surrogates; peftcpp keeps them) made to_json(AdapterSummary).dump()
 // throw nlohmann's type_error 316, so `peftcpp inspect --json` died on such a folder.
-// Fixed in src/peft/inspect.cpp and validate.cpp: the JSON forms replace such bytes.
+// Fixed in src/tools/inspect.cpp and validate.cpp: the JSON forms replace such bytes.
 TEST(FuzzRegressions, InspectJsonOfALoneSurrogateConfigDoesNotThrow) {
   testing::TempDir dir;
   const auto input = regressions_root() / "adapter_folder" / "inspect-json-lone-surrogate";

@@ -11,10 +11,10 @@
 #include <numbers>
 #include <string>
 
-#include "numeric/torch_random.hpp"
 #include "peft/error.hpp"
 #include "peft/merge.hpp"
 #include "peft/safetensors.hpp"
+#include "pycompat/torch_random.hpp"
 #include "test_support.hpp"
 
 namespace peft {

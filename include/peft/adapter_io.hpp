@@ -82,24 +82,6 @@ struct SavePretrainedOptions {
 void save_pretrained(PeftModel& model, const std::filesystem::path& folder,
                      const SavePretrainedOptions& options = {});
 
-struct SaveAdapterOptions {
-  bool safe_serialization = true;                // false: adapter_model.bin
-  bool overwrite = false;                        // replace an adapter already in the folder
-  bool durable = false;                          // fsync files and folder
-  std::vector<std::string>* warnings = nullptr;  // validate's warnings, when given
-};
-
-// The common case without a PeftModel: writes `config` and `weights` with saved keys (what
-// load_peft_weights returns, e.g. "base_model.model.q_proj.lora_A.weight") as an adapter
-// folder PEFT loads: folder/adapter_config.json (inference_mode true, as PEFT saves it)
-// and adapter_model.safetensors (or .bin). Before anything is written it refuses
-// (InvalidArgument, listing the problems) what validate reports as errors: no tensor,
-// keys that still hold an adapter name, tensors for modules the config does not target,
-// ranks that contradict the config, a config PEFT refuses. Nothing is left behind on
-// failure.
-void save_adapter(const std::filesystem::path& folder, const PeftConfig& config,
-                  const StateDict& weights, const SaveAdapterOptions& options = {});
-
 struct FromPretrainedOptions {
   AdapterLocation location;
   std::string adapter_name = "default";

@@ -10,7 +10,7 @@
 //     through us). They are listed by unknown_fields() and reported in warnings().
 //     The one exception, as in PEFT, is `runtime_config`, which is dropped on load.
 //   * Byte-exact. to_json_text() is Python's json.dumps(indent=2, sort_keys=True), so a
-//     file PEFT wrote is reproduced byte for byte (see src/peft/python_json.hpp). List
+//     file PEFT wrote is reproduced byte for byte (see src/pycompat/python_json.hpp). List
 //     order is kept as read; note that PEFT writes target_modules, exclude_modules and
 //     IA³'s feedforward_modules from Python sets, in arbitrary order.
 //   * Typed accessors return PEFT's default when the field is absent (old files), accept

@@ -1,5 +1,5 @@
-// peft/convert.hpp — weight files and adapter folders between formats and dtypes, and
-// comparisons between two of them.
+// peft/convert.hpp — weight files and adapter folders between formats and dtypes, adapter
+// folders written from a config and weights (checked first), and comparisons.
 #pragma once
 
 #include <filesystem>
@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "peft/config.hpp"
 #include "peft/dtype.hpp"
 #include "peft/file_format.hpp"
 #include "peft/state_dict.hpp"
@@ -30,6 +31,24 @@ struct ConvertOptions {
 // an existing output is refused unless overwrite.
 void convert_adapter(const std::filesystem::path& in, const std::filesystem::path& out,
                      const ConvertOptions& options);
+
+struct SaveAdapterOptions {
+  bool safe_serialization = true;                // false: adapter_model.bin
+  bool overwrite = false;                        // replace an adapter already in the folder
+  bool durable = false;                          // fsync files and folder
+  std::vector<std::string>* warnings = nullptr;  // validate's warnings, when given
+};
+
+// The common case without a PeftModel: writes `config` and `weights` with saved keys (what
+// load_peft_weights returns, e.g. "base_model.model.q_proj.lora_A.weight") as an adapter
+// folder PEFT loads: folder/adapter_config.json (inference_mode true, as PEFT saves it)
+// and adapter_model.safetensors (or .bin). Before anything is written it refuses
+// (InvalidArgument, listing the problems) what validate reports as errors: no tensor,
+// keys that still hold an adapter name, tensors for modules the config does not target,
+// ranks that contradict the config, a config PEFT refuses. Nothing is left behind on
+// failure.
+void save_adapter(const std::filesystem::path& folder, const PeftConfig& config,
+                  const StateDict& weights, const SaveAdapterOptions& options = {});
 
 struct TensorDifference {
   std::string key;

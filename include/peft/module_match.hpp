@@ -20,7 +20,7 @@
 // the method does not declare counts as absent even when the file has it, since PEFT drops
 // it on load (for types added after v0.18.0 the file is all there is to go by).
 //
-// Regular expressions are Python's (see src/peft/python_regex.hpp). An invalid one throws
+// Regular expressions are Python's (see src/pycompat/python_regex.hpp). An invalid one throws
 // InvalidConfigValue naming the config's source, the field and the pattern.
 #pragma once
 

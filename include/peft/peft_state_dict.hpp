@@ -4,7 +4,7 @@
 // method: which keys are saved, how the adapter name is removed from them and inserted
 // again, and every method's special case (DoRA, AdaLoRA ranks, VeRA and RandLoRA
 // projections, VB-LoRA top-k, SHiRA indices, prompt encoders, auxiliary wrappers,
-// embedding layers). Each method's rules live in one row of src/peft/methods/.
+// embedding layers). Each method's rules live in one row of src/methods/.
 // Deliberate v0.18.0 quirks that later releases fixed are kept so files stay identical;
 // they are listed in docs/compatibility.md.
 #pragma once

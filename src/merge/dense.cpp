@@ -14,6 +14,13 @@
 
 namespace peft::merge {
 
+SingleThreadedBlas::SingleThreadedBlas() : previous_(openblas_get_num_threads()) {
+  openblas_set_num_threads(1);
+}
+SingleThreadedBlas::~SingleThreadedBlas() {
+  openblas_set_num_threads(previous_);
+}
+
 Mat identity(std::size_t n) {
   Mat m(n, n);
   for (std::size_t i = 0; i < n; ++i) m(i, i) = 1.0;

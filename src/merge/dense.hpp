@@ -24,6 +24,20 @@ struct Mat {
   double operator()(std::size_t r, std::size_t c) const { return v[r * cols + c]; }
 };
 
+// OpenBLAS limited to the calling thread while an object lives: the streamed merge runs
+// tensors in parallel itself, and OpenBLAS's idle workers spin in sched_yield on the same
+// cores (a third of the time of a one-thread merge on two cores).
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas();
+  ~SingleThreadedBlas();
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int previous_;
+};
+
 Mat identity(std::size_t n);
 // A tensor's values as a [rows, numel/rows] matrix (rows = first dimension).
 Mat as_matrix(const Tensor& tensor);

@@ -5,7 +5,7 @@
 
 #include "merge/plan.hpp"
 #include "peft/error.hpp"
-#include "peft/python_regex.hpp"
+#include "pycompat/python_regex.hpp"
 
 namespace peft::merge {
 namespace {

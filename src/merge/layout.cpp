@@ -2,8 +2,8 @@
 #include <fmt/format.h>
 
 #include "merge/plan.hpp"
-#include "numeric/torch_random.hpp"
 #include "peft/error.hpp"
+#include "pycompat/torch_random.hpp"
 
 namespace peft::merge {
 

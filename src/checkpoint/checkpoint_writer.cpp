@@ -1,0 +1,58 @@
+// A safetensors shard written tensor by tensor: the header the reference writer would
+// produce, then each tensor's bytes as they arrive (from a mapping or a fresh buffer).
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "checkpoint/checkpoint_output.hpp"
+#include "formats/safetensors_header.hpp"
+#include "peft/error.hpp"
+
+namespace peft::detail {
+
+namespace {
+
+std::string header_bytes(const std::vector<ShardEntry>& entries,
+                         const std::optional<Metadata>& metadata, const std::string& target) {
+  std::vector<formats::HeaderEntry> header;
+  header.reserve(entries.size());
+  for (const auto& entry : entries)
+    header.push_back({entry.name, entry.dtype, &entry.shape, entry.bytes});
+  return formats::serialize_header(metadata, header, target);
+}
+
+}  // namespace
+
+std::vector<ShardEntry> writer_order(std::vector<ShardEntry> entries) {
+  std::stable_sort(entries.begin(), entries.end(), [](const ShardEntry& a, const ShardEntry& b) {
+    const unsigned ra = dtype_rank(a.dtype), rb = dtype_rank(b.dtype);
+    return ra != rb ? ra > rb : a.name < b.name;
+  });
+  return entries;
+}
+
+ShardWriter::ShardWriter(const std::filesystem::path& path, std::vector<ShardEntry> entries,
+                         const std::optional<Metadata>& metadata, bool durable)
+    : file_(path, durable), entries_(std::move(entries)) {
+  file_.write(header_bytes(entries_, metadata, path.string()));
+}
+
+void ShardWriter::write(std::size_t index, std::span<const std::byte> bytes) {
+  if (index != next_ || index >= entries_.size() || bytes.size() != entries_[index].bytes) {
+    throw Error(ErrorCode::InvalidArgument, file_.target().string(),
+                fmt::format("internal: tensor {} written out of order or with {} bytes", index,
+                            bytes.size()));
+  }
+  file_.write(bytes);
+  ++next_;
+}
+
+void ShardWriter::commit() {
+  if (next_ != entries_.size()) {
+    throw Error(ErrorCode::InvalidArgument, file_.target().string(),
+                fmt::format("internal: {} of {} tensors written", next_, entries_.size()));
+  }
+  file_.commit();
+}
+
+}  // namespace peft::detail

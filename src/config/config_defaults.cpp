@@ -1,0 +1,519 @@
+// The declared fields of every PEFT v0.18.0 config class with their dataclass defaults.
+//
+// Transcribed from the v0.18.0 sources (tag v0.18.0): for each method, the fields the
+// config class declares after the common ones, in declaration order, with the default as
+// the JSON PEFT writes for it. `runtime_config` (LoRA, AdaLoRA) is declared but never
+// written, so it is not listed. Prompt-learning classes also get the six fields of their
+// common base class.
+#include "config/config_defaults.hpp"
+
+#include <array>
+#include <span>
+
+#include "pycompat/python_json.hpp"
+
+namespace peft::detail {
+namespace {
+
+// Declared by every config class (PeftConfigMixin + PeftConfig). peft_type is filled per type.
+constexpr FieldDefault kCommon[] = {
+    {"task_type", "null"},
+    {"peft_type", "null"},
+    {"auto_mapping", "null"},
+    {"peft_version", "null"},
+    {"base_model_name_or_path", "null"},
+    {"revision", "null"},
+    {"inference_mode", "false"},
+};
+
+// Declared by PromptLearningConfig.
+constexpr FieldDefault kPromptLearning[] = {
+    {"num_virtual_tokens", "null"},  {"token_dim", "null"},  {"num_transformer_submodules", "null"},
+    {"num_attention_heads", "null"}, {"num_layers", "null"}, {"modules_to_save", "null"},
+};
+
+// PROMPT_TUNING: PromptTuningConfig
+constexpr FieldDefault kPromptTuningConfig[] = {
+    {"prompt_tuning_init", "\"RANDOM\""},
+    {"prompt_tuning_init_text", "null"},
+    {"tokenizer_name_or_path", "null"},
+    {"tokenizer_kwargs", "null"},
+};
+
+// MULTITASK_PROMPT_TUNING: MultitaskPromptTuningConfig
+constexpr FieldDefault kMultitaskPromptTuningConfig[] = {
+    {"prompt_tuning_init", "\"RANDOM\""},
+    {"prompt_tuning_init_text", "null"},
+    {"tokenizer_name_or_path", "null"},
+    {"tokenizer_kwargs", "null"},
+    {"prompt_tuning_init_state_dict_path", "null"},
+    {"prompt_tuning_init_task", "0"},
+    {"num_ranks", "1"},
+    {"num_tasks", "1"},
+};
+
+// P_TUNING: PromptEncoderConfig
+constexpr FieldDefault kPromptEncoderConfig[] = {
+    {"encoder_reparameterization_type", "\"MLP\""},
+    {"encoder_hidden_size", "null"},
+    {"encoder_num_layers", "2"},
+    {"encoder_dropout", "0.0"},
+};
+
+// PREFIX_TUNING: PrefixTuningConfig
+constexpr FieldDefault kPrefixTuningConfig[] = {
+    {"encoder_hidden_size", "null"},
+    {"prefix_projection", "false"},
+};
+
+// LORA: LoraConfig
+constexpr FieldDefault kLoraConfig[] = {
+    {"r", "8"},
+    {"target_modules", "null"},
+    {"exclude_modules", "null"},
+    {"lora_alpha", "8"},
+    {"lora_dropout", "0.0"},
+    {"fan_in_fan_out", "false"},
+    {"bias", "\"none\""},
+    {"use_rslora", "false"},
+    {"modules_to_save", "null"},
+    {"init_lora_weights", "true"},
+    {"layers_to_transform", "null"},
+    {"layers_pattern", "null"},
+    {"rank_pattern", "{}"},
+    {"alpha_pattern", "{}"},
+    {"megatron_config", "null"},
+    {"megatron_core", "\"megatron.core\""},
+    {"trainable_token_indices", "null"},
+    {"loftq_config", "{}"},
+    {"eva_config", "null"},
+    {"corda_config", "null"},
+    {"use_dora", "false"},
+    {"alora_invocation_tokens", "null"},
+    {"use_qalora", "false"},
+    {"qalora_group_size", "16"},
+    {"layer_replication", "null"},
+    {"lora_bias", "false"},
+    {"target_parameters", "null"},
+    {"arrow_config", "null"},
+    {"ensure_weight_tying", "false"},
+};
+
+// ADALORA: AdaLoraConfig
+constexpr FieldDefault kAdaLoraConfig[] = {
+    {"r", "8"},
+    {"target_modules", "null"},
+    {"exclude_modules", "null"},
+    {"lora_alpha", "8"},
+    {"lora_dropout", "0.0"},
+    {"fan_in_fan_out", "false"},
+    {"bias", "\"none\""},
+    {"use_rslora", "false"},
+    {"modules_to_save", "null"},
+    {"init_lora_weights", "true"},
+    {"layers_to_transform", "null"},
+    {"layers_pattern", "null"},
+    {"rank_pattern", "null"},
+    {"alpha_pattern", "{}"},
+    {"megatron_config", "null"},
+    {"megatron_core", "\"megatron.core\""},
+    {"trainable_token_indices", "null"},
+    {"loftq_config", "{}"},
+    {"eva_config", "null"},
+    {"corda_config", "null"},
+    {"use_dora", "false"},
+    {"alora_invocation_tokens", "null"},
+    {"use_qalora", "false"},
+    {"qalora_group_size", "16"},
+    {"layer_replication", "null"},
+    {"lora_bias", "false"},
+    {"target_parameters", "null"},
+    {"arrow_config", "null"},
+    {"ensure_weight_tying", "false"},
+    {"target_r", "8"},
+    {"init_r", "12"},
+    {"tinit", "0"},
+    {"tfinal", "0"},
+    {"deltaT", "1"},
+    {"beta1", "0.85"},
+    {"beta2", "0.85"},
+    {"orth_reg_weight", "0.5"},
+    {"total_step", "null"},
+};
+
+// BOFT: BOFTConfig
+constexpr FieldDefault kBOFTConfig[] = {
+    {"boft_block_size", "4"},         {"boft_block_num", "0"},
+    {"boft_n_butterfly_factor", "1"}, {"target_modules", "null"},
+    {"exclude_modules", "null"},      {"boft_dropout", "0.0"},
+    {"fan_in_fan_out", "false"},      {"bias", "\"none\""},
+    {"modules_to_save", "null"},      {"init_weights", "true"},
+    {"layers_to_transform", "null"},  {"layers_pattern", "null"},
+};
+
+// ADAPTION_PROMPT: AdaptionPromptConfig
+constexpr FieldDefault kAdaptionPromptConfig[] = {
+    {"target_modules", "null"},
+    {"adapter_len", "null"},
+    {"adapter_layers", "null"},
+};
+
+// IA3: IA3Config
+constexpr FieldDefault kIA3Config[] = {
+    {"target_modules", "null"},  {"exclude_modules", "null"}, {"feedforward_modules", "null"},
+    {"fan_in_fan_out", "false"}, {"modules_to_save", "null"}, {"init_ia3_weights", "true"},
+};
+
+// LOHA: LoHaConfig
+constexpr FieldDefault kLoHaConfig[] = {
+    {"rank_pattern", "{}"},
+    {"alpha_pattern", "{}"},
+    {"r", "8"},
+    {"alpha", "8"},
+    {"rank_dropout", "0.0"},
+    {"module_dropout", "0.0"},
+    {"use_effective_conv2d", "false"},
+    {"target_modules", "null"},
+    {"exclude_modules", "null"},
+    {"init_weights", "true"},
+    {"layers_to_transform", "null"},
+    {"layers_pattern", "null"},
+    {"modules_to_save", "null"},
+};
+
+// LOKR: LoKrConfig
+constexpr FieldDefault kLoKrConfig[] = {
+    {"rank_pattern", "{}"},
+    {"alpha_pattern", "{}"},
+    {"r", "8"},
+    {"alpha", "8"},
+    {"rank_dropout", "0.0"},
+    {"module_dropout", "0.0"},
+    {"use_effective_conv2d", "false"},
+    {"decompose_both", "false"},
+    {"decompose_factor", "-1"},
+    {"rank_dropout_scale", "false"},
+    {"target_modules", "null"},
+    {"exclude_modules", "null"},
+    {"init_weights", "true"},
+    {"layers_to_transform", "null"},
+    {"layers_pattern", "null"},
+    {"modules_to_save", "null"},
+};
+
+// OFT: OFTConfig
+constexpr FieldDefault kOFTConfig[] = {
+    {"r", "0"},
+    {"oft_block_size", "32"},
+    {"module_dropout", "0.0"},
+    {"target_modules", "null"},
+    {"fan_in_fan_out", "false"},
+    {"bias", "\"none\""},
+    {"exclude_modules", "null"},
+    {"init_weights", "true"},
+    {"layers_to_transform", "null"},
+    {"layers_pattern", "null"},
+    {"modules_to_save", "null"},
+    {"coft", "false"},
+    {"eps", "6e-05"},
+    {"block_share", "false"},
+    {"use_cayley_neumann", "true"},
+    {"num_cayley_neumann_terms", "5"},
+};
+
+// POLY: PolyConfig
+constexpr FieldDefault kPolyConfig[] = {
+    {"r", "8"},
+    {"target_modules", "null"},
+    {"exclude_modules", "null"},
+    {"modules_to_save", "null"},
+    {"init_weights", "true"},
+    {"poly_type", "\"poly\""},
+    {"n_tasks", "1"},
+    {"n_skills", "4"},
+    {"n_splits", "1"},
+};
+
+// LN_TUNING: LNTuningConfig
+constexpr FieldDefault kLNTuningConfig[] = {
+    {"target_modules", "null"},
+    {"exclude_modules", "null"},
+    {"modules_to_save", "null"},
+};
+
+// VERA: VeraConfig
+constexpr FieldDefault kVeraConfig[] = {
+    {"r", "256"},
+    {"target_modules", "null"},
+    {"projection_prng_key", "0"},
+    {"save_projection", "true"},
+    {"vera_dropout", "0.0"},
+    {"d_initial", "0.1"},
+    {"fan_in_fan_out", "false"},
+    {"bias", "\"none\""},
+    {"modules_to_save", "null"},
+    {"init_weights", "true"},
+    {"layers_to_transform", "null"},
+    {"layers_pattern", "null"},
+};
+
+// FOURIERFT: FourierFTConfig
+constexpr FieldDefault kFourierFTConfig[] = {
+    {"n_frequency", "1000"},     {"scaling", "150.0"},          {"random_loc_seed", "777"},
+    {"fan_in_fan_out", "false"}, {"target_modules", "null"},    {"exclude_modules", "null"},
+    {"bias", "\"none\""},        {"modules_to_save", "null"},   {"layers_to_transform", "null"},
+    {"layers_pattern", "null"},  {"n_frequency_pattern", "{}"}, {"init_weights", "false"},
+};
+
+// XLORA: XLoraConfig
+constexpr FieldDefault kXLoraConfig[] = {
+    {"hidden_size", "null"},
+    {"adapters", "null"},
+    {"enable_softmax", "true"},
+    {"enable_softmax_topk", "false"},
+    {"layerwise_scalings", "false"},
+    {"xlora_depth", "1"},
+    {"xlora_size", "2048"},
+    {"xlora_dropout_p", "0.2"},
+    {"use_trainable_adapters", "false"},
+    {"softmax_temperature", "1.0"},
+    {"top_k_lora", "null"},
+    {"scaling_pass_value", "0.0"},
+    {"global_scaling_weight", "1.0"},
+};
+
+// HRA: HRAConfig
+constexpr FieldDefault kHRAConfig[] = {
+    {"r", "8"},
+    {"apply_GS", "false"},
+    {"target_modules", "null"},
+    {"exclude_modules", "null"},
+    {"init_weights", "true"},
+    {"layers_to_transform", "null"},
+    {"layers_pattern", "null"},
+    {"bias", "\"none\""},
+    {"modules_to_save", "null"},
+};
+
+// VBLORA: VBLoRAConfig
+constexpr FieldDefault kVBLoRAConfig[] = {
+    {"r", "4"},
+    {"num_vectors", "256"},
+    {"vector_length", "256"},
+    {"topk", "2"},
+    {"target_modules", "null"},
+    {"exclude_modules", "null"},
+    {"save_only_topk_weights", "false"},
+    {"vblora_dropout", "0.0"},
+    {"fan_in_fan_out", "false"},
+    {"bias", "\"none\""},
+    {"modules_to_save", "null"},
+    {"init_vector_bank_bound", "0.02"},
+    {"init_logits_std", "0.1"},
+    {"layers_to_transform", "null"},
+    {"layers_pattern", "null"},
+};
+
+// CPT: CPTConfig
+constexpr FieldDefault kCPTConfig[] = {
+    {"cpt_token_ids", "null"},
+    {"cpt_mask", "null"},
+    {"cpt_tokens_type_mask", "null"},
+    {"opt_weighted_loss_type", "\"none\""},
+    {"opt_loss_decay_factor", "1.0"},
+    {"opt_projection_epsilon", "0.1"},
+    {"opt_projection_format_epsilon", "0.1"},
+    {"tokenizer_name_or_path", "null"},
+};
+
+// BONE: BoneConfig
+constexpr FieldDefault kBoneConfig[] = {
+    {"r", "64"},
+    {"target_modules", "null"},
+    {"exclude_modules", "null"},
+    {"init_weights", "true"},
+    {"layers_to_transform", "null"},
+    {"layers_pattern", "null"},
+    {"bias", "\"none\""},
+    {"modules_to_save", "null"},
+};
+
+// MISS: MissConfig
+constexpr FieldDefault kMissConfig[] = {
+    {"r", "64"},
+    {"miss_dropout", "0.0"},
+    {"mini_r", "1"},
+    {"target_modules", "null"},
+    {"exclude_modules", "null"},
+    {"init_weights", "true"},
+    {"layers_to_transform", "null"},
+    {"layers_pattern", "null"},
+    {"bias", "\"none\""},
+    {"modules_to_save", "null"},
+};
+
+// RANDLORA: RandLoraConfig
+constexpr FieldDefault kRandLoraConfig[] = {
+    {"r", "32"},
+    {"target_modules", "null"},
+    {"projection_prng_key", "0"},
+    {"save_projection", "true"},
+    {"sparse", "false"},
+    {"very_sparse", "false"},
+    {"randlora_dropout", "0.0"},
+    {"fan_in_fan_out", "false"},
+    {"randlora_alpha", "640"},
+    {"bias", "\"none\""},
+    {"modules_to_save", "null"},
+    {"init_weights", "true"},
+    {"layers_to_transform", "null"},
+    {"layers_pattern", "null"},
+};
+
+// ROAD: RoadConfig
+constexpr FieldDefault kRoadConfig[] = {
+    {"variant", "\"road_1\""},  {"group_size", "64"},        {"init_weights", "true"},
+    {"target_modules", "null"}, {"modules_to_save", "null"},
+};
+
+// TRAINABLE_TOKENS: TrainableTokensConfig
+constexpr FieldDefault kTrainableTokensConfig[] = {
+    {"token_indices", "[]"},
+    {"target_modules", "null"},
+    {"init_weights", "true"},
+};
+
+// SHIRA: ShiraConfig
+constexpr FieldDefault kShiraConfig[] = {
+    {"r", "32"},
+    {"mask_type", "\"random\""},
+    {"random_seed", "null"},
+    {"target_modules", "null"},
+    {"fan_in_fan_out", "false"},
+    {"init_weights", "true"},
+    {"modules_to_save", "null"},
+};
+
+// C3A: C3AConfig
+constexpr FieldDefault kC3AConfig[] = {
+    {"block_size", "256"},
+    {"target_modules", "null"},
+    {"bias", "\"none\""},
+    {"modules_to_save", "null"},
+    {"layers_to_transform", "null"},
+    {"layers_pattern", "null"},
+    {"block_size_pattern", "{}"},
+    {"init_weights", "\"xavier_uniform\""},
+};
+
+// WAVEFT: WaveFTConfig
+constexpr FieldDefault kWaveFTConfig[] = {
+    {"n_frequency", "2592"},
+    {"scaling", "25.0"},
+    {"wavelet_family", "\"db1\""},
+    {"use_idwt", "true"},
+    {"random_loc_seed", "777"},
+    {"fan_in_fan_out", "false"},
+    {"target_modules", "null"},
+    {"exclude_modules", "null"},
+    {"bias", "\"none\""},
+    {"modules_to_save", "null"},
+    {"layers_to_transform", "null"},
+    {"layers_pattern", "null"},
+    {"n_frequency_pattern", "{}"},
+    {"proportional_parameters", "false"},
+    {"init_weights", "true"},
+};
+
+// OSF: OSFConfig
+constexpr FieldDefault kOSFConfig[] = {
+    {"effective_rank", "null"}, {"target_modules", "null"},  {"rank_pattern", "null"},
+    {"init_weights", "null"},   {"modules_to_save", "null"}, {"target_svd_config", "null"},
+};
+
+// DELORA: DeloraConfig
+constexpr FieldDefault kDeloraConfig[] = {
+    {"r", "8"},
+    {"delora_lambda", "15"},
+    {"module_dropout", "0.0"},
+    {"target_modules", "null"},
+    {"exclude_modules", "null"},
+    {"bias", "\"none\""},
+    {"init_weights", "true"},
+    {"layers_to_transform", "null"},
+    {"layers_pattern", "null"},
+    {"rank_pattern", "{}"},
+    {"lambda_pattern", "{}"},
+    {"modules_to_save", "null"},
+};
+
+struct TypeTable {
+  bool prompt_learning;
+  std::span<const FieldDefault> own;
+};
+
+// In PeftType order (the first kPeftTypeCountV0_18_0 enumerators).
+constexpr TypeTable kTables[] = {
+    {true, kPromptTuningConfig},           // PROMPT_TUNING
+    {true, kMultitaskPromptTuningConfig},  // MULTITASK_PROMPT_TUNING
+    {true, kPromptEncoderConfig},          // P_TUNING
+    {true, kPrefixTuningConfig},           // PREFIX_TUNING
+    {false, kLoraConfig},                  // LORA
+    {false, kAdaLoraConfig},               // ADALORA
+    {false, kBOFTConfig},                  // BOFT
+    {false, kAdaptionPromptConfig},        // ADAPTION_PROMPT
+    {false, kIA3Config},                   // IA3
+    {false, kLoHaConfig},                  // LOHA
+    {false, kLoKrConfig},                  // LOKR
+    {false, kOFTConfig},                   // OFT
+    {false, kPolyConfig},                  // POLY
+    {false, kLNTuningConfig},              // LN_TUNING
+    {false, kVeraConfig},                  // VERA
+    {false, kFourierFTConfig},             // FOURIERFT
+    {false, kXLoraConfig},                 // XLORA
+    {false, kHRAConfig},                   // HRA
+    {false, kVBLoRAConfig},                // VBLORA
+    {true, kCPTConfig},                    // CPT
+    {false, kBoneConfig},                  // BONE
+    {false, kMissConfig},                  // MISS
+    {false, kRandLoraConfig},              // RANDLORA
+    {false, kRoadConfig},                  // ROAD
+    {false, kTrainableTokensConfig},       // TRAINABLE_TOKENS
+    {false, kShiraConfig},                 // SHIRA
+    {false, kC3AConfig},                   // C3A
+    {false, kWaveFTConfig},                // WAVEFT
+    {false, kOSFConfig},                   // OSF
+    {false, kDeloraConfig},                // DELORA
+};
+static_assert(std::size(kTables) == kPeftTypeCountV0_18_0);
+
+}  // namespace
+
+std::vector<FieldDefault> declared_fields(PeftType type) {
+  std::vector<FieldDefault> out;
+  if (!in_peft_0_18_0(type)) return out;
+  const TypeTable& table = kTables[static_cast<std::size_t>(type)];
+  out.assign(std::begin(kCommon), std::end(kCommon));
+  if (table.prompt_learning)
+    out.insert(out.end(), std::begin(kPromptLearning), std::end(kPromptLearning));
+  out.insert(out.end(), table.own.begin(), table.own.end());
+  return out;
+}
+
+const nlohmann::json& field_defaults(PeftType type) {
+  static const auto tables = [] {
+    std::array<nlohmann::json, kPeftTypeCount> out;
+    for (const PeftType each : all_peft_types()) {
+      nlohmann::json& object = out[static_cast<std::size_t>(each)];
+      object = nlohmann::json::object();
+      for (const FieldDefault& field : declared_fields(each)) {
+        object[std::string(field.name)] = parse_python_json(field.json, "built-in defaults").value;
+      }
+      if (in_peft_0_18_0(each)) object["peft_type"] = std::string(to_string(each));
+    }
+    return out;
+  }();
+  return tables[static_cast<std::size_t>(type)];
+}
+
+}  // namespace peft::detail
