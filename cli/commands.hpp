@@ -9,6 +9,7 @@
 
 #include "peft/adapter_io.hpp"
 #include "peft/dtype.hpp"
+#include "peft/error.hpp"
 
 namespace peftcpp::cli {
 
@@ -48,11 +49,27 @@ inline std::filesystem::path resolve_input(const std::string& path, const Source
   return peft::resolve_adapter_folder(path, location_of(source));
 }
 
+// How a command reports through its exit status: most commands exit 1 when their input is
+// invalid, unreadable or refused; validate and diff follow diff(1), where 1 is their answer
+// ("problems", "different") and a failure to read the input is 2.
+enum class CommandFamily { Act, Check };
+
+// The exit status of a command that failed with an error of `category`; argument errors
+// (caught before the library runs) are always 2. One row per family, one column per
+// category (io, usage, format, tensor, config, model, unsupported).
+inline int failure_exit_code(peft::ErrorCategory category, CommandFamily family) {
+  constexpr int kAct[] = {1, 1, 1, 1, 1, 1, 1};
+  constexpr int kCheck[] = {2, 2, 2, 2, 2, 2, 2};
+  const auto column = static_cast<std::size_t>(static_cast<int>(category) - 1);
+  if (column >= std::size(kAct)) return family == CommandFamily::Act ? 1 : 2;
+  return family == CommandFamily::Act ? kAct[column] : kCheck[column];
+}
+
 struct GlobalOptions {
   bool quiet = false;
   bool verbose = false;
-  int exit_code = 0;        // set by the command that ran
-  int error_exit_code = 1;  // what a failure means for that command (diff/validate: 2)
+  int exit_code = 0;                          // set by the command that ran
+  CommandFamily family = CommandFamily::Act;  // set by the command that ran
 };
 
 void register_inspect(CLI::App& app, GlobalOptions& global);

@@ -49,7 +49,7 @@ void register_diff(CLI::App& app, GlobalOptions& global) {
       "  peftcpp diff adapter-v1 adapter-v2\n"
       "  peftcpp diff adapter-v1 converted.safetensors --atol 1e-6 --rtol 1e-3");
   cmd->callback([options, &global] {
-    global.error_exit_code = 2;
+    global.family = CommandFamily::Check;
     const auto comparison = peft::compare_adapters(options->a, options->b, options->compare);
     if (options->json) {
       std::cout << peft::to_json(comparison).dump(2) << "\n";

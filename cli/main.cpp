@@ -14,6 +14,7 @@
 #include "commands.hpp"
 #include "peft/error.hpp"
 #include "peft/signals.hpp"
+#include "peft/version.hpp"
 
 namespace {
 
@@ -59,10 +60,14 @@ bool wants_json(int argc, char** argv) {
 
 // One line on stderr; with --json, also a JSON document on stdout that scripts can read.
 int fail(const std::string& code, const std::string& message, const std::string& source,
-         int exit_code, bool json) {
+         int exit_code, bool json, const peft::ErrorCode* number = nullptr) {
   std::fprintf(stderr, "peftcpp: error: %s\n", message.c_str());
   if (json) {
-    const nlohmann::json doc{{"error", {{"code", code}, {"source", source}, {"message", message}}}};
+    nlohmann::json doc{{"error", {{"code", code}, {"source", source}, {"message", message}}}};
+    if (number != nullptr) {
+      doc["error"]["number"] = static_cast<int>(*number);
+      doc["error"]["category"] = peft::to_string(peft::category(*number));
+    }
     std::cout << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   }
   return exit_code;
@@ -140,10 +145,12 @@ int main(int argc, char** argv) {
     return fail("usage", fmt::format("{} (see '{} --help')", e.what(), command), "", 2, json);
   } catch (const peft::Error& e) {
     // One line: file, rule and what was expected are in the message.
-    return fail(std::string(peft::to_string(e.code())), e.what(), e.source(),
-                global.error_exit_code, json);
-  } catch (const std::exception& e) {
-    return fail("error", e.what(), "", global.error_exit_code, json);
+    const peft::ErrorCode code = e.code();
+    return fail(std::string(peft::to_string(code)), e.what(), e.source(),
+                peftcpp::cli::failure_exit_code(peft::category(code), global.family), json, &code);
+  } catch (const std::exception& e) {  // std::bad_alloc, filesystem errors of the CLI itself
+    return fail("error", e.what(), "", global.family == peftcpp::cli::CommandFamily::Act ? 1 : 2,
+                json);
   }
   return global.exit_code;
 }

@@ -29,7 +29,7 @@ void register_validate(CLI::App& app, GlobalOptions& global) {
       "Exit code: 0 clean, 1 problems found, 2 usage error or unreadable input.\n\nExamples:\n"
       "  peftcpp validate my-adapter\n  peftcpp validate my-adapter --json");
   cmd->callback([options, &global] {
-    global.error_exit_code = 2;
+    global.family = CommandFamily::Check;
     std::error_code ec;
     const auto problems =
         std::filesystem::is_regular_file(options->path, ec)

@@ -1,4 +1,4 @@
-// The two key rewrites of PEFT v0.18.0, on the worked examples of the spec (appendix A)
+// The two key rewrites of PEFT v0.18.0, on the worked examples of docs/peft-rules.md §7
 // and on the edge cases its string rules produce.
 #include <gtest/gtest.h>
 
@@ -57,7 +57,7 @@ TEST(AdapterNames, InsertionAfterTheLastPrefix) {
             "base_model.model.lin2.weight");
   EXPECT_EQ(insert_adapter_name("base_model.vera_A", "default", "vera_lambda_"),
             "base_model.vera_A");
-  // A module whose name contains the prefix is mangled, exactly as v0.18.0 does (spec §3.2).
+  // A module whose name contains the prefix is mangled, as v0.18.0 does (docs/peft-rules.md §3.2).
   EXPECT_EQ(insert_adapter_name("base_model.model.lora_block.dense.bias", "default", "lora_"),
             "base_model.model.lora_block.default.dense.bias");
 }

@@ -122,9 +122,9 @@ TEST(ConfigFixtures, PeftRefConfigsLoadRoundTripAndValidate) {
 }
 
 // save_pretrained writes the in-memory config (case.json configs_in_memory) after the
-// save-time changes of spec §1.1 step 4: inference_mode true, auto_mapping computed when
-// task_type is null, base_model_name_or_path filled; AdaLoRA's rank_pattern loses the
-// adapter name (§2.5.6).
+// save-time changes of docs/peft-rules.md §1.1 step 3: inference_mode true, auto_mapping
+// computed when task_type is null, base_model_name_or_path filled; AdaLoRA's rank_pattern
+// loses the adapter name (docs/peft-rules.md §2.5.5).
 TEST(ConfigFixtures, InMemoryConfigsSerializeLikeSavePretrained) {
   std::size_t compared = 0;
   for (const auto& case_file : testing::find_files(testing::peft_ref_root(), "case.json")) {

@@ -1,4 +1,4 @@
-// The restricted unpickler (formats.md §3): what it builds, what it refuses, the
+// The restricted unpickler (docs/formats.md §3): what it builds, what it refuses, the
 // bounds it keeps; and the protocol-2 writer reproducing torch.save's data.pkl.
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // peft/adapter_io.hpp — adapter folders end to end, named as in Python PEFT:
-// load_peft_weights, save_pretrained, from_pretrained (spec §1.1, §1.6, §3.6, §4).
+// load_peft_weights, save_pretrained, from_pretrained (docs/peft-rules.md §1.1, §1.6, §3.6, §4).
 #pragma once
 
 #include <filesystem>

@@ -1,6 +1,6 @@
 // peft/config.hpp — adapter_config.json for every PEFT method: typed, lossless, byte-exact.
 //
-// A PeftConfig holds the whole JSON object of the file (persistence spec §1.2–§1.5) and
+// A PeftConfig holds the whole JSON object of the file (docs/peft-rules.md §1.2–§1.5) and
 // reads typed values out of it on demand:
 //
 //   * Lossless. Every member is kept verbatim, including fields PEFT v0.18.0 does not
@@ -20,7 +20,7 @@
 //     declare and the file does not set).
 //   * Loading is lenient on purpose: it checks only that the file is a JSON object with a
 //     known peft_type, so that old, hand-made or newer files can be inspected. validate()
-//     applies the checks with which PEFT v0.18.0 would refuse the config (spec §5.2).
+//     applies the checks with which PEFT v0.18.0 would refuse the config (docs/peft-rules.md §5.2).
 //
 // Types added after v0.18.0 (peft_type.hpp) load, with a warning that v0.18.0 cannot read
 // them; no field table is known for them, so their accessors only read what the file has.
@@ -106,7 +106,7 @@ class PeftConfig {
   PeftConfig completed() const;
 
   // Throws InvalidConfigValue (or ConfigFieldType) for the first reason PEFT v0.18.0
-  // would refuse to construct this config (spec §5.2 C7, C8, C10–C14, C17, C18, C21,
+  // would refuse to construct this config (docs/peft-rules.md §5.2 C7, C8, C10–C14, C17, C18, C21,
   // C23–C25, C28–C31), and Unsupported for types added after v0.18.0.
   void validate() const;
 

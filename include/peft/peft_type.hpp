@@ -1,9 +1,10 @@
 // peft/peft_type.hpp — the PEFT method ("peft_type") and task ("task_type") names.
 //
-// PeftType lists the 30 types registered by PEFT v0.18.0 (persistence spec §1.4), in the
-// order of PEFT's own enumeration, followed by the 15 types added after v0.18.0 (spec §7
-// item 1). A config naming one of the later types loads in peftcpp (so that it can be
-// inspected), but PEFT v0.18.0 itself rejects it; `in_peft_0_18_0()` tells them apart.
+// PeftType lists the 30 types registered by PEFT v0.18.0 (docs/peft-rules.md §1.4), in the
+// order of PEFT's own enumeration, followed by the 15 types added after v0.18.0
+// (docs/peft-rules.md §6.1). A config naming one of the later types loads in peftcpp (so
+// that it can be inspected), but PEFT v0.18.0 itself rejects it; `in_peft_0_18_0()` tells
+// them apart.
 // BONE is a v0.18.0 type (deprecated there); PEFT >= 0.19 no longer knows it and reads
 // such adapters only after conversion to MISS.
 //

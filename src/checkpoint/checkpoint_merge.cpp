@@ -369,7 +369,9 @@ CheckpointWriteResult merge_checkpoint(const CheckpointLayout& base,
                                        std::vector<MergeAdapter> adapters,
                                        const MergeOptions& options, const fs::path& out_dir,
                                        const CheckpointWriteOptions& write) {
-  return stream(base, std::move(adapters), options, out_dir, write, Direction::Merge);
+  return annotate_errors(base.source, [&]() -> CheckpointWriteResult {
+    return stream(base, std::move(adapters), options, out_dir, write, Direction::Merge);
+  });
 }
 
 CheckpointWriteResult merge_checkpoint(const std::string& base_path_or_id,
@@ -384,7 +386,9 @@ CheckpointWriteResult unmerge_checkpoint(const CheckpointLayout& merged,
                                          std::vector<MergeAdapter> adapters,
                                          const MergeOptions& options, const fs::path& out_dir,
                                          const CheckpointWriteOptions& write) {
-  return stream(merged, std::move(adapters), options, out_dir, write, Direction::Unmerge);
+  return annotate_errors(merged.source, [&]() -> CheckpointWriteResult {
+    return stream(merged, std::move(adapters), options, out_dir, write, Direction::Unmerge);
+  });
 }
 
 CheckpointWriteResult unmerge_checkpoint(const std::string& merged_path_or_id,

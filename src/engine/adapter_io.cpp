@@ -176,14 +176,16 @@ StateDict apply_key_mapping(StateDict weights,
 }
 
 StateDict load_peft_weights(const std::string& id_or_path, const LoadWeightsOptions& options) {
-  std::vector<std::string> tried;
-  const auto file = find_first(id_or_path, {kSafetensors, kBin}, options.location, tried);
-  if (!file)
-    not_found(id_or_path, "adapter weights (adapter_model.safetensors or adapter_model.bin)",
-              tried);
-  WeightsReadOptions read;  // by content: the same result as PEFT for every file it reads
-  read.use_mmap = options.use_mmap;
-  return apply_key_mapping(read_weights_file(*file, read), options.key_mapping);
+  return annotate_errors(id_or_path, [&]() -> StateDict {
+    std::vector<std::string> tried;
+    const auto file = find_first(id_or_path, {kSafetensors, kBin}, options.location, tried);
+    if (!file)
+      not_found(id_or_path, "adapter weights (adapter_model.safetensors or adapter_model.bin)",
+                tried);
+    WeightsReadOptions read;  // by content: the same result as PEFT for every file it reads
+    read.use_mmap = options.use_mmap;
+    return apply_key_mapping(read_weights_file(*file, read), options.key_mapping);
+  });
 }
 
 PeftConfig load_adapter_config(const std::string& id_or_path, const AdapterLocation& location) {
@@ -273,57 +275,60 @@ void save_pretrained(PeftModel& model, const fs::path& folder,
 
 LoadResult from_pretrained(PeftModel& model, const std::string& id_or_path,
                            const FromPretrainedOptions& options) {
-  PeftConfig config = load_adapter_config(id_or_path, options.location);
-  if (config.is_prompt_learning() && options.is_trainable) {
-    throw Error(ErrorCode::InvalidArgument, config.source(),
-                "a prompt learning adapter cannot be loaded as trainable");
-  }
-  config.mutable_json()["inference_mode"] = !options.is_trainable;
-  for (const auto& [name, other] : model.adapters) {
-    if (name != options.adapter_name && other.peft_type() != config.peft_type()) {
+  return annotate_errors(id_or_path, [&]() -> LoadResult {
+    PeftConfig config = load_adapter_config(id_or_path, options.location);
+    if (config.is_prompt_learning() && options.is_trainable) {
       throw Error(ErrorCode::InvalidArgument, config.source(),
-                  fmt::format("Cannot combine adapters with different peft types. Found {} and {}.",
-                              to_string(other.peft_type()), to_string(config.peft_type())));
+                  "a prompt learning adapter cannot be loaded as trainable");
     }
-  }
-  if (model.has_adapter(options.adapter_name)) {
-    model.config(options.adapter_name) = config;
-  } else {
-    model.adapters.emplace_back(options.adapter_name, config);
-  }
-  LoadWeightsOptions load;
-  load.location = options.location;
-  load.key_mapping = options.key_mapping;
-  SetStateDictOptions set;
-  set.adapter_name = options.adapter_name;
-  set.ignore_mismatched_sizes = options.ignore_mismatched_sizes;
-  set.low_cpu_mem_usage = options.low_cpu_mem_usage;
-  set.warnings = options.warnings;
-  LoadResult result = set_peft_model_state_dict(model, load_peft_weights(id_or_path, load), set);
+    config.mutable_json()["inference_mode"] = !options.is_trainable;
+    for (const auto& [name, other] : model.adapters) {
+      if (name != options.adapter_name && other.peft_type() != config.peft_type()) {
+        throw Error(
+            ErrorCode::InvalidArgument, config.source(),
+            fmt::format("Cannot combine adapters with different peft types. Found {} and {}.",
+                        to_string(other.peft_type()), to_string(config.peft_type())));
+      }
+    }
+    if (model.has_adapter(options.adapter_name)) {
+      model.config(options.adapter_name) = config;
+    } else {
+      model.adapters.emplace_back(options.adapter_name, config);
+    }
+    LoadWeightsOptions load;
+    load.location = options.location;
+    load.key_mapping = options.key_mapping;
+    SetStateDictOptions set;
+    set.adapter_name = options.adapter_name;
+    set.ignore_mismatched_sizes = options.ignore_mismatched_sizes;
+    set.low_cpu_mem_usage = options.low_cpu_mem_usage;
+    set.warnings = options.warnings;
+    LoadResult result = set_peft_model_state_dict(model, load_peft_weights(id_or_path, load), set);
 
-  // What from_pretrained warns about: adapter keys left missing, except the per-layer
-  // aliases of shared tensors and prompt encoders.
-  std::vector<std::string> reported;
-  for (const auto& key : result.adapter_missing_keys) {
-    if (key.find("vblora_vector_bank") == std::string::npos &&
-        key.find("prompt_encoder") == std::string::npos) {
-      reported.push_back(key);
+    // What from_pretrained warns about: adapter keys left missing, except the per-layer
+    // aliases of shared tensors and prompt encoders.
+    std::vector<std::string> reported;
+    for (const auto& key : result.adapter_missing_keys) {
+      if (key.find("vblora_vector_bank") == std::string::npos &&
+          key.find("prompt_encoder") == std::string::npos) {
+        reported.push_back(key);
+      }
     }
-  }
-  if (!reported.empty() && options.warnings != nullptr) {
-    const std::string_view prefix = methods::rules_for(config.peft_type()).prefix;
-    std::string message;
-    if (prefix.find(options.adapter_name) != std::string_view::npos) {
-      message = fmt::format(
-          "Adapter name '{}' should not be contained in the prefix '{}'. This could "
-          "be the potential reason for missing adapter keys. ",
-          options.adapter_name, prefix);
+    if (!reported.empty() && options.warnings != nullptr) {
+      const std::string_view prefix = methods::rules_for(config.peft_type()).prefix;
+      std::string message;
+      if (prefix.find(options.adapter_name) != std::string_view::npos) {
+        message = fmt::format(
+            "Adapter name '{}' should not be contained in the prefix '{}'. This could "
+            "be the potential reason for missing adapter keys. ",
+            options.adapter_name, prefix);
+      }
+      options.warnings->push_back(message +
+                                  "Found missing adapter keys while loading the checkpoint: " +
+                                  python_list(reported) + ".");
     }
-    options.warnings->push_back(
-        message +
-        "Found missing adapter keys while loading the checkpoint: " + python_list(reported) + ".");
-  }
-  return result;
+    return result;
+  });
 }
 
 }  // namespace peft

@@ -1,5 +1,5 @@
 // save_embedding_layers: when and which embedding weights travel with the adapter
-// (spec §2.8).
+// (docs/peft-rules.md §2.8).
 #include "engine/embedding_layers.hpp"
 
 #include <fstream>
@@ -136,7 +136,7 @@ void add_embedding_layers(const PeftModel& model, const PeftConfig& config, bool
     const bool tuner = is_tuner_layer(model, path);
     if (targeted && !tuner) continue;
     const std::string name = targeted ? path + ".base_layer" : path;
-    // Every key containing the module path, as a substring (spec §2.8).
+    // Every key containing the module path, as a substring (docs/peft-rules.md §2.8).
     for (const auto& [key, tensor] : model.state) {
       if (key.find(name) != std::string::npos) out.set(key, tensor);
     }

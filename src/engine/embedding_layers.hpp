@@ -1,4 +1,4 @@
-// save_embedding_layers (spec §2.8).
+// save_embedding_layers (docs/peft-rules.md §2.8).
 #pragma once
 
 #include <string>

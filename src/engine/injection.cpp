@@ -173,40 +173,42 @@ bool is_target(const PeftConfig& config, const Module& module) {
 PeftModel inject_adapter(const StateDict& base, const std::string& adapter_name,
                          const PeftConfig& config, const ModuleClasses& classes,
                          bool autocast_adapter_dtype) {
-  using namespace injection;
-  const Method& method = method_for(config);
-  const std::vector<Module> modules = modules_of(base);
-  std::vector<Layer> targets;
-  for (const auto& module : modules) {
-    if (is_target(config, module)) targets.push_back({&module, class_of(module, classes)});
-  }
-  Context ctx{config, adapter_name, SlotMaker{autocast_adapter_dtype}, {}};
-  if (method.shared != nullptr) ctx.shared = method.shared(targets, ctx);
-
-  PeftModel model;
-  model.adapters.emplace_back(adapter_name, config);
-  auto target = targets.begin();
-  for (const auto& module : modules) {
-    const std::string p = std::string(kRoot) + (module.path.empty() ? "" : module.path + ".");
-    if (target != targets.end() && target->module == &module) {
-      for (const auto& [name, tensor] : module.params)
-        model.state.set(p + "base_layer." + name, tensor);
-      method.slots(*target++, ctx, model.state);
-    } else if (!module.path.empty() && saves_module(config, module.path)) {
-      for (const auto& [name, tensor] : module.params)
-        model.state.set(p + "original_module." + name, tensor);
-      for (const auto& [name, tensor] : module.params) {
-        model.state.set(p + "modules_to_save." + adapter_name + "." + name, tensor.clone());
-      }
-    } else {
-      for (const auto& [name, tensor] : module.params) model.state.set(p + name, tensor);
+  return annotate_errors(config.source(), [&]() -> PeftModel {
+    using namespace injection;
+    const Method& method = method_for(config);
+    const std::vector<Module> modules = modules_of(base);
+    std::vector<Layer> targets;
+    for (const auto& module : modules) {
+      if (is_target(config, module)) targets.push_back({&module, class_of(module, classes)});
     }
-  }
-  // Model-level tensors are registered on the tuner after its `model`.
-  for (const auto& [name, tensor] : ctx.shared)
-    model.state.set("base_model." + name + "." + adapter_name, tensor);
-  make_writable(model.state);
-  return model;
+    Context ctx{config, adapter_name, SlotMaker{autocast_adapter_dtype}, {}};
+    if (method.shared != nullptr) ctx.shared = method.shared(targets, ctx);
+
+    PeftModel model;
+    model.adapters.emplace_back(adapter_name, config);
+    auto target = targets.begin();
+    for (const auto& module : modules) {
+      const std::string p = std::string(kRoot) + (module.path.empty() ? "" : module.path + ".");
+      if (target != targets.end() && target->module == &module) {
+        for (const auto& [name, tensor] : module.params)
+          model.state.set(p + "base_layer." + name, tensor);
+        method.slots(*target++, ctx, model.state);
+      } else if (!module.path.empty() && saves_module(config, module.path)) {
+        for (const auto& [name, tensor] : module.params)
+          model.state.set(p + "original_module." + name, tensor);
+        for (const auto& [name, tensor] : module.params) {
+          model.state.set(p + "modules_to_save." + adapter_name + "." + name, tensor.clone());
+        }
+      } else {
+        for (const auto& [name, tensor] : module.params) model.state.set(p + name, tensor);
+      }
+    }
+    // Model-level tensors are registered on the tuner after its `model`.
+    for (const auto& [name, tensor] : ctx.shared)
+      model.state.set("base_model." + name + "." + adapter_name, tensor);
+    make_writable(model.state);
+    return model;
+  });
 }
 
 }  // namespace peft

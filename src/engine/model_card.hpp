@@ -1,5 +1,6 @@
-// The README.md model card save_pretrained writes or updates (spec §1.6): YAML front
-// matter (library_name, tags, pipeline_tag, base_model) and the framework-versions line.
+// The README.md model card save_pretrained writes or updates (docs/peft-rules.md §1.6):
+// YAML front matter (library_name, tags, pipeline_tag, base_model) and the
+// framework-versions line.
 #pragma once
 
 #include <filesystem>

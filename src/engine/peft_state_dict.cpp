@@ -20,7 +20,7 @@ void warn(std::vector<std::string>* warnings, std::string message) {
   if (warnings != nullptr) warnings->push_back(std::move(message));
 }
 
-// Step 2 of saving: what the auxiliary wrappers store for the adapter (spec §2.7).
+// Step 2 of saving: what the auxiliary wrappers store for the adapter (docs/peft-rules.md §2.7).
 void add_wrapper_entries(const PeftModel& model, const std::string& adapter, StateDict& out) {
   for (const auto& wrapper : detail::find_wrappers(model)) {
     for (const auto& [saved, full] : detail::wrapper_key_map(model, wrapper, adapter)) {
@@ -182,62 +182,66 @@ void copy_into_model(PeftModel& model, const std::string& key, const Tensor& val
 }  // namespace methods
 
 StateDict get_peft_model_state_dict(PeftModel& model, const GetStateDictOptions& options) {
-  PeftConfig& config = model.config(options.adapter_name);
-  const methods::MethodRules& rules = methods::rules_for(config.peft_type());
-  methods::SaveContext ctx{model, config, options.adapter_name, options.warnings};
+  return annotate_errors("adapter '" + options.adapter_name + "'", [&]() -> StateDict {
+    PeftConfig& config = model.config(options.adapter_name);
+    const methods::MethodRules& rules = methods::rules_for(config.peft_type());
+    methods::SaveContext ctx{model, config, options.adapter_name, options.warnings};
 
-  StateDict selected = rules.select(ctx);
-  add_wrapper_entries(model, options.adapter_name, selected);
-  const bool targeted = detail::embedding_is_targeted(model, config);
-  if (detail::resolve_save_embedding_layers(model, config, options.save_embedding_layers, targeted,
-                                            options.warnings)) {
-    detail::add_embedding_layers(model, config, targeted, selected, options.warnings);
-  }
+    StateDict selected = rules.select(ctx);
+    add_wrapper_entries(model, options.adapter_name, selected);
+    const bool targeted = detail::embedding_is_targeted(model, config);
+    if (detail::resolve_save_embedding_layers(model, config, options.save_embedding_layers,
+                                              targeted, options.warnings)) {
+      detail::add_embedding_layers(model, config, targeted, selected, options.warnings);
+    }
 
-  StateDict out;
-  for (auto& [key, tensor] : selected) {
-    out.set(remove_adapter_name(key, options.adapter_name, rules.vblora_key_names), tensor);
-  }
-  return out;
+    StateDict out;
+    for (auto& [key, tensor] : selected) {
+      out.set(remove_adapter_name(key, options.adapter_name, rules.vblora_key_names), tensor);
+    }
+    return out;
+  });
 }
 
 LoadResult set_peft_model_state_dict(PeftModel& model, StateDict state,
                                      const SetStateDictOptions& options) {
-  const PeftConfig& config = model.config(options.adapter_name);
-  const methods::MethodRules& rules = methods::rules_for(config.peft_type());
-  methods::LoadContext ctx{model, config, options.adapter_name, options.warnings};
+  return annotate_errors("adapter '" + options.adapter_name + "'", [&]() -> LoadResult {
+    const PeftConfig& config = model.config(options.adapter_name);
+    const methods::MethodRules& rules = methods::rules_for(config.peft_type());
+    methods::LoadContext ctx{model, config, options.adapter_name, options.warnings};
 
-  map_wrapper_keys(model, options.adapter_name, state);
-  StateDict remapped = rules.remap(ctx, std::move(state));
-  std::vector<MismatchedKey> mismatched;
-  if (options.ignore_mismatched_sizes) mismatched = drop_mismatched(model, remapped);
+    map_wrapper_keys(model, options.adapter_name, state);
+    StateDict remapped = rules.remap(ctx, std::move(state));
+    std::vector<MismatchedKey> mismatched;
+    if (options.ignore_mismatched_sizes) mismatched = drop_mismatched(model, remapped);
 
-  LoadResult result = load_into(model, remapped, options.low_cpu_mem_usage);
-  if (options.low_cpu_mem_usage) cast_to_base_layer_dtype(model, remapped, rules.prefix);
-  if (rules.after_load != nullptr) rules.after_load(ctx, remapped);
+    LoadResult result = load_into(model, remapped, options.low_cpu_mem_usage);
+    if (options.low_cpu_mem_usage) cast_to_base_layer_dtype(model, remapped, rules.prefix);
+    if (rules.after_load != nullptr) rules.after_load(ctx, remapped);
 
-  if (!mismatched.empty()) {
-    std::vector<std::string> lines;
-    lines.reserve(mismatched.size());
-    for (const auto& m : mismatched) {
-      lines.push_back(
-          fmt::format("- {}: found shape {} in the checkpoint and {} in the model instantiated",
-                      m.key, shape_text(m.checkpoint_shape), shape_text(m.model_shape)));
+    if (!mismatched.empty()) {
+      std::vector<std::string> lines;
+      lines.reserve(mismatched.size());
+      for (const auto& m : mismatched) {
+        lines.push_back(
+            fmt::format("- {}: found shape {} in the checkpoint and {} in the model instantiated",
+                        m.key, shape_text(m.checkpoint_shape), shape_text(m.model_shape)));
+      }
+      warn(options.warnings,
+           fmt::format(
+               "Some weights of {} were not initialized from the model checkpoint and are being "
+               "ignored because you passed `ignore_mismatched_sizes=True`: {}.",
+               model.facts.model_class, fmt::join(lines, "\n")));
     }
-    warn(options.warnings,
-         fmt::format(
-             "Some weights of {} were not initialized from the model checkpoint and are being "
-             "ignored because you passed `ignore_mismatched_sizes=True`: {}.",
-             model.facts.model_class, fmt::join(lines, "\n")));
-  }
-  result.mismatched_keys = std::move(mismatched);
-  for (const auto& key : result.missing_keys) {
-    if (key.find(rules.prefix) != std::string::npos &&
-        key.find(options.adapter_name) != std::string::npos) {
-      result.adapter_missing_keys.push_back(key);
+    result.mismatched_keys = std::move(mismatched);
+    for (const auto& key : result.missing_keys) {
+      if (key.find(rules.prefix) != std::string::npos &&
+          key.find(options.adapter_name) != std::string::npos) {
+        result.adapter_missing_keys.push_back(key);
+      }
     }
-  }
-  return result;
+    return result;
+  });
 }
 
 }  // namespace peft

@@ -1,6 +1,6 @@
 // save_pretrained(path_initial_model_for_weight_conversion=...): turning a PiSSA / CorDA /
 // OLoRA adapter, which only works on the base weights its initialisation modified, into a
-// plain LoRA adapter for the original base (spec §1.8):
+// plain LoRA adapter for the original base (docs/peft-rules.md §1.8):
 //   ΔW = A·B − A₀·B₀ = [A | A₀] · [B | −B₀]ᵀ, so r and lora_alpha double.
 #pragma once
 

@@ -1,5 +1,5 @@
 // The auxiliary training wrappers (ModulesToSaveWrapper, TrainableTokensWrapper), found
-// from the keys of the full state dict (spec §2.7).
+// from the keys of the full state dict (docs/peft-rules.md §2.7).
 #pragma once
 
 #include <string>

@@ -1,3 +1,5 @@
+// The restricted unpickler: one cohesive thing (a virtual machine over the pickle opcodes
+// torch.save emits, with its allowlist and bounds), hence one file over 600 lines.
 #include "formats/pickle.hpp"
 
 #include <array>
@@ -8,10 +10,13 @@
 
 #include <fmt/format.h>
 
+#include "core/text.hpp"
 #include "peft/error.hpp"
 
 namespace peft::formats {
 namespace {
+
+using text::printable;
 
 // Opcodes (CPython Lib/pickletools.py names).
 namespace opcode {
@@ -94,7 +99,7 @@ struct Allowed {
   const TorchType* type = nullptr;
 };
 
-// formats.md §3.2. Modules and names are compared after Python 2 renames.
+// docs/formats.md §3.2. Modules and names are compared after Python 2 renames.
 std::optional<Allowed> lookup_global(std::string_view module, std::string_view name) {
   if (module == "torch._utils") {
     if (name == "_rebuild_tensor_v2") return Allowed{PickleGlobal::RebuildTensorV2};
@@ -131,21 +136,6 @@ std::string_view python3_module(std::string_view module) {
   if (module == "__builtin__" || module == "exceptions") return "builtins";
   if (module == "copy_reg") return "copyreg";
   return module;
-}
-
-// Untrusted text in messages: escaped and bounded.
-std::string printable(std::string_view text, std::size_t limit = 120) {
-  std::string out;
-  for (const char c : text.substr(0, limit)) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u < 0x7F && c != '\\' && c != '\'') {
-      out += c;
-    } else {
-      out += fmt::format("\\x{:02x}", u);
-    }
-  }
-  if (text.size() > limit) out += "...";
-  return out;
 }
 
 std::string_view kind_name(PickleKind kind) {
@@ -629,7 +619,7 @@ class Machine {
 
   // ---- the interpreter -----------------------------------------------------
   void push_string(PickleKind kind, std::string text, bool surrogates) {
-    if (kind == PickleKind::String && !valid_utf8(text, surrogates)) {
+    if (kind == PickleKind::String && !text::is_valid_utf8(text, surrogates)) {
       fail_invalid("string is not valid UTF-8");
     }
     push(make_text(kind, std::move(text)));
@@ -850,7 +840,7 @@ class Machine {
       case kGlobal: {
         std::string module = take_line();
         std::string name = take_line();
-        if (!valid_utf8(module, false) || !valid_utf8(name, false)) {
+        if (!text::is_valid_utf8(module) || !text::is_valid_utf8(name)) {
           fail_invalid("GLOBAL names are not valid UTF-8");
         }
         push_global(std::move(module), std::move(name));
@@ -946,41 +936,6 @@ const TorchType* torch_type_of(DType dtype) noexcept {
     if (type.dtype == dtype) return &type;
   }
   return nullptr;
-}
-
-bool valid_utf8(std::string_view s, bool surrogates) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t n = 0;
-    std::uint32_t cp = 0;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      n = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      n = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (s.size() - i <= n) return false;
-    for (std::size_t k = 1; k <= n; ++k) {
-      const auto d = static_cast<unsigned char>(s[i + k]);
-      if ((d & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (d & 0x3F);
-    }
-    constexpr std::uint32_t kMinimum[] = {0, 0x80, 0x800, 0x10000};
-    if (cp < kMinimum[n] || cp > 0x10FFFF) return false;
-    if (!surrogates && cp >= 0xD800 && cp <= 0xDFFF) return false;
-    i += n + 1;
-  }
-  return true;
 }
 
 std::string describe(const PickleValue& value) {

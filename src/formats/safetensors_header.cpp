@@ -4,58 +4,13 @@
 
 #include <fmt/format.h>
 
-#include "core/utf8.hpp"
+#include "core/text.hpp"
 #include "peft/error.hpp"
 
 namespace peft::formats {
 namespace {
 
 constexpr int kMaxSkipDepth = 128;
-
-// Validates UTF-8 as Rust's std::str::from_utf8 does (no overlongs, no surrogates,
-// nothing above U+10FFFF). Returns the offset of the first bad byte, or npos.
-std::size_t find_invalid_utf8(std::string_view text) {
-  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-  const std::size_t n = text.size();
-  std::size_t i = 0;
-  while (i < n) {
-    // ASCII fast path, 8 bytes at a time.
-    while (i + 8 <= n) {
-      std::uint64_t word;
-      std::memcpy(&word, s + i, 8);
-      if (word & 0x8080808080808080ull) break;
-      i += 8;
-    }
-    if (i >= n) break;
-    const unsigned char c = s[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      return i;
-    }
-    if (i + len > n) return i;
-    if (s[i + 1] < lo || s[i + 1] > hi) return i;
-    for (std::size_t k = 2; k < len; ++k) {
-      if (s[i + k] < 0x80 || s[i + k] > 0xBF) return i;
-    }
-    i += len;
-  }
-  return std::string_view::npos;
-}
 
 class HeaderParser {
  public:
@@ -197,7 +152,7 @@ class HeaderParser {
               if (low < 0xDC00 || low > 0xDFFF) fail("invalid surrogate pair");
               cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
             }
-            detail::append_utf8(out, cp);
+            text::append_utf8(out, cp);
             break;
           }
           default:
@@ -418,7 +373,7 @@ class HeaderParser {
 
 ParsedHeader parse_safetensors_header(std::string_view json, const std::string& source,
                                       const SafetensorsReadOptions& options) {
-  const std::size_t bad = find_invalid_utf8(json);
+  const std::size_t bad = text::find_invalid_utf8(json);
   if (bad != std::string_view::npos) {
     throw Error(ErrorCode::InvalidHeaderUtf8, source,
                 fmt::format("header is not valid UTF-8 (byte {} of the header)", bad));

@@ -1,3 +1,5 @@
+// torch.save files, read and written: one format's reader (zip or legacy stream -> tensors
+// with shared storages) and writer kept together, hence one file over 600 lines.
 #include "peft/torch_file.hpp"
 
 #include <algorithm>
@@ -7,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "core/text.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/mapped_file.hpp"
 #include "formats/pickle.hpp"
@@ -17,11 +20,13 @@
 namespace peft {
 namespace {
 
+using text::printable;
+
 using formats::PickleKind;
 using formats::PickleValue;
 using formats::TorchType;
 
-// Sizes, strides, offsets and element counts above this are refused (formats.md §3.3).
+// Sizes, strides, offsets and element counts above this are refused (docs/formats.md §3.3).
 constexpr std::uint64_t kMaxIndex = std::uint64_t{1} << 62;
 constexpr std::uint64_t kMinVersion = 1;
 constexpr std::uint64_t kMaxVersion = 10;
@@ -32,16 +37,6 @@ constexpr std::int64_t kLegacyProtocol = 1001;
 
 std::string_view as_text(std::span<const std::byte> bytes) {
   return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
-}
-
-std::string printable(std::string_view text) {
-  std::string out;
-  for (const char c : text.substr(0, 120)) {
-    const auto u = static_cast<unsigned char>(c);
-    out += (u >= 0x20 && u < 0x7F && c != '\\') ? std::string(1, c) : fmt::format("\\x{:02x}", u);
-  }
-  if (text.size() > 120) out += "...";
-  return out;
 }
 
 bool starts_with(std::span<const std::byte> bytes, std::string_view prefix) {
@@ -244,7 +239,7 @@ class TensorBuilder {
     const DType dtype = *type.dtype;
     if (numel == 0) return Tensor::view(dtype, shape, bytes.first(0), root.owner);
 
-    // The last element reached must lie inside the storage (formats.md §2.4).
+    // The last element reached must lie inside the storage (docs/formats.md §2.4).
     std::uint64_t last = offset;
     bool contiguous = true;
     std::uint64_t expected_stride = 1;
@@ -432,7 +427,7 @@ StateDict load_zip(std::span<const std::byte> bytes, std::shared_ptr<const void>
   return builder.build(tree.root());
 }
 
-// ---- reading: the legacy format (formats.md §2.8) -----------------------------------
+// ---- reading: the legacy format (docs/formats.md §2.8) ------------------------------
 
 bool is_legacy_magic(const PickleValue& value) {
   if (!value.is(PickleKind::BigInt)) return false;
@@ -657,7 +652,7 @@ Plan plan(const StateDict& tensors, const std::string& target) {
   std::vector<const Tensor*> list;
   std::vector<const formats::TorchType*> types;
   for (const auto& [key, tensor] : tensors) {
-    if (!formats::valid_utf8(key)) {
+    if (!text::is_valid_utf8(key)) {
       throw Error(
           ErrorCode::InvalidArgument, target,
           fmt::format("key '{}' is not valid UTF-8; torch.save keys are str", printable(key)));

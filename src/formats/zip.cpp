@@ -6,10 +6,13 @@
 
 #include <fmt/format.h>
 
+#include "core/text.hpp"
 #include "peft/error.hpp"
 
 namespace peft::formats {
 namespace {
+
+using text::printable;
 
 constexpr std::uint32_t kLocalSig = 0x04034b50;
 constexpr std::uint32_t kCentralSig = 0x02014b50;
@@ -53,21 +56,6 @@ std::uint64_t u64(std::span<const std::byte> b, std::uint64_t at) {
 // True when [at, at + length) lies inside [0, limit), without overflow.
 bool fits(std::uint64_t at, std::uint64_t length, std::uint64_t limit) {
   return at <= limit && length <= limit - at;
-}
-
-// Names are untrusted bytes: show them escaped and bounded.
-std::string printable(std::string_view text) {
-  std::string out;
-  for (const char c : text.substr(0, 200)) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u < 0x7F && c != '\\') {
-      out += c;
-    } else {
-      out += fmt::format("\\x{:02x}", u);
-    }
-  }
-  if (text.size() > 200) out += "...";
-  return out;
 }
 
 // Entry names that would land outside a folder they were extracted to.

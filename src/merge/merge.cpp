@@ -411,22 +411,30 @@ void complete_adapters(std::vector<MergeAdapter>& adapters, const StateDict& bas
 
 StateDict merge_adapters(const StateDict& base, std::vector<MergeAdapter> adapters,
                          const MergeOptions& options) {
-  complete_adapters(adapters, base);
-  const PreparedMerge prepared(std::move(adapters), options);
-  require_all_present(prepared, base);
-  StateDict out;
-  for (const auto& [key, tensor] : base) out.set(key, prepared.merge_tensor(key, tensor));
-  return out;
+  return annotate_errors(adapters.empty() ? std::string("merge") : adapters.front().config.source(),
+                         [&]() -> StateDict {
+                           complete_adapters(adapters, base);
+                           const PreparedMerge prepared(std::move(adapters), options);
+                           require_all_present(prepared, base);
+                           StateDict out;
+                           for (const auto& [key, tensor] : base)
+                             out.set(key, prepared.merge_tensor(key, tensor));
+                           return out;
+                         });
 }
 
 StateDict unmerge_adapters(const StateDict& merged, std::vector<MergeAdapter> adapters,
                            const MergeOptions& options) {
-  complete_adapters(adapters, merged);
-  const PreparedMerge prepared(std::move(adapters), options);
-  require_all_present(prepared, merged);
-  StateDict out;
-  for (const auto& [key, tensor] : merged) out.set(key, prepared.unmerge_tensor(key, tensor));
-  return out;
+  return annotate_errors(
+      adapters.empty() ? std::string("unmerge") : adapters.front().config.source(),
+      [&]() -> StateDict {
+        complete_adapters(adapters, merged);
+        const PreparedMerge prepared(std::move(adapters), options);
+        require_all_present(prepared, merged);
+        StateDict out;
+        for (const auto& [key, tensor] : merged) out.set(key, prepared.unmerge_tensor(key, tensor));
+        return out;
+      });
 }
 
 }  // namespace peft

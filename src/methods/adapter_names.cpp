@@ -1,4 +1,4 @@
-// The two string rewrites between full keys and saved keys (spec §2.3.1, §3.2).
+// The two string rewrites between full keys and saved keys (docs/peft-rules.md §2.3.1, §3.2).
 #include <string>
 
 #include "peft/peft_state_dict.hpp"

@@ -13,7 +13,7 @@ bool contains(std::string_view text, std::string_view needle) {
   return text.find(needle) != std::string_view::npos;
 }
 
-// The bias modes of spec §2.6 with `marker` = "lora_" or "boft_".
+// The bias modes of docs/peft-rules.md §2.6 with `marker` = "lora_" or "boft_".
 StateDict select_with_bias(const PeftModel& model, const PeftConfig& config,
                            std::string_view marker) {
   const std::string bias = config.bias();
@@ -31,7 +31,7 @@ StateDict select_with_bias(const PeftModel& model, const PeftConfig& config,
       if (!contains(key, marker)) continue;
       out.set(key, tensor);
       // The bias "of the layer" is looked up next to the marker; for tuner layers it
-      // lives under base_layer, so in v0.18.0 this finds nothing (spec §2.6).
+      // lives under base_layer, so in v0.18.0 this finds nothing (docs/peft-rules.md §2.6).
       const std::string bias_name = key.substr(0, key.find(marker)) + "bias";
       if (const Tensor* found = model.state.find(bias_name)) out.set(bias_name, *found);
     }
@@ -61,7 +61,7 @@ std::string adalora_layer_path(std::string_view name, std::string_view adapter) 
   return std::string(layer);
 }
 
-// AdaLoRA: keep only the rank slots the training kept (spec §2.5.6).
+// AdaLoRA: keep only the rank slots the training kept (docs/peft-rules.md §2.5.5).
 void prune_by_rank_pattern(SaveContext& ctx, StateDict& selected) {
   const nlohmann::json* pattern = ctx.config.find("rank_pattern");
   if (pattern == nullptr || pattern->is_null()) return;
@@ -138,7 +138,7 @@ StateDict select_lora(SaveContext& ctx) {
   }
   if (ctx.config.peft_type() == PeftType::ADALORA) prune_by_rank_pattern(ctx, out);
   if (ctx.config.use_dora()) {
-    // DoRA's magnitude is saved without the ".weight" of its module (spec §2.5.1).
+    // DoRA's magnitude is saved without the ".weight" of its module (docs/peft-rules.md §2.5.1).
     const std::string suffix = "lora_magnitude_vector." + ctx.adapter + ".weight";
     StateDict renamed;
     for (auto& [key, tensor] : out) {

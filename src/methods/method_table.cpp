@@ -9,7 +9,7 @@ namespace peft::methods {
 namespace {
 
 // PEFT v0.18.0's methods. Prefixes from PEFT_TYPE_TO_PREFIX_MAPPING; selection and
-// remapping from get/set_peft_model_state_dict (spec §2.4, §3.1).
+// remapping from get/set_peft_model_state_dict (docs/peft-rules.md §2.4, §3.1).
 constexpr std::array kMethods = {
     MethodRules{PeftType::LORA, "lora_", select_lora, remap_lora},
     MethodRules{PeftType::ADALORA, "lora_", select_lora, remap_adalora},

@@ -1,5 +1,5 @@
 // Prompt learning (prompt tuning, multitask prompt tuning, P-tuning, prefix tuning, CPT):
-// the saved dict is not a selection of keys but the prompt itself (spec §2.5.11).
+// the saved dict is not a selection of keys but the prompt itself (docs/peft-rules.md §2.5.6).
 #include <algorithm>
 #include <cmath>
 

@@ -1,4 +1,4 @@
-// SHiRA: sparse weights plus index tensors kept outside the state dict (spec §2.5.4).
+// SHiRA: sparse weights plus index tensors kept outside the state dict (docs/peft-rules.md §2.5.4).
 #include <unordered_set>
 
 #include "methods/method_rules.hpp"

@@ -1,4 +1,4 @@
-// VB-LoRA: logits over a shared vector bank, optionally saved as top-k (spec §2.5.3).
+// VB-LoRA: logits over a shared vector bank, optionally saved as top-k (docs/peft-rules.md §2.5.3).
 #include <cmath>
 #include <limits>
 

@@ -1,4 +1,4 @@
-// VeRA: per-layer lambdas plus the shared random projections (spec §2.5.2).
+// VeRA: per-layer lambdas plus the shared random projections (docs/peft-rules.md §2.5.2).
 #include "methods/method_rules.hpp"
 #include "peft/error.hpp"
 

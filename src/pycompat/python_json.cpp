@@ -9,7 +9,7 @@
 
 #include <fmt/format.h>
 
-#include "core/utf8.hpp"
+#include "core/text.hpp"
 #include "peft/error.hpp"
 
 namespace peft::detail {
@@ -31,44 +31,8 @@ int hex_value(char c) {
   return -1;
 }
 
-using detail::append_utf8;
-
-// Length of the valid UTF-8 sequence starting at text[pos] (a non-ASCII lead byte), or 0.
-// `allow_surrogates` accepts ED A0..BF xx, the form lone surrogates are stored in.
-std::size_t utf8_sequence_length(std::string_view text, std::size_t pos, bool allow_surrogates,
-                                 std::uint32_t* code_point) {
-  const auto byte = [&](std::size_t i) -> unsigned {
-    return pos + i < text.size() ? static_cast<unsigned char>(text[pos + i]) : 0x100;
-  };
-  const auto cont = [&](std::size_t i) { return (byte(i) & 0xC0) == 0x80 && byte(i) < 0x100; };
-  const unsigned lead = byte(0);
-  std::size_t length = 0;
-  unsigned low = 0x80, high = 0xBF;
-  std::uint32_t cp = 0;
-  if (lead >= 0xC2 && lead <= 0xDF) {
-    length = 2;
-    cp = lead & 0x1F;
-  } else if (lead >= 0xE0 && lead <= 0xEF) {
-    length = 3;
-    cp = lead & 0x0F;
-    if (lead == 0xE0) low = 0xA0;
-    if (lead == 0xED && !allow_surrogates) high = 0x9F;
-  } else if (lead >= 0xF0 && lead <= 0xF4) {
-    length = 4;
-    cp = lead & 0x07;
-    if (lead == 0xF0) low = 0x90;
-    if (lead == 0xF4) high = 0x8F;
-  } else {
-    return 0;
-  }
-  if (byte(1) < low || byte(1) > high) return 0;
-  for (std::size_t i = 1; i < length; ++i) {
-    if (!cont(i)) return 0;
-    cp = (cp << 6) | (byte(i) & 0x3F);
-  }
-  if (code_point != nullptr) *code_point = cp;
-  return length;
-}
+using text::append_utf8;
+using text::utf8_sequence_length;
 
 class Parser {
  public:

@@ -78,8 +78,8 @@ std::uint32_t match_options(RegexMode mode) {
 }  // namespace
 
 RegexError::RegexError(std::string pattern, std::string message, std::size_t offset)
-    : std::runtime_error(fmt::format("invalid regular expression '{}': {} at offset {}", pattern,
-                                     message, offset)),
+    : Error(ErrorCode::InvalidConfigValue, pattern,
+            fmt::format("invalid regular expression: {} at offset {}", message, offset)),
       pattern_(std::move(pattern)),
       message_(std::move(message)),
       offset_(offset) {}

@@ -15,10 +15,14 @@
 #include <string_view>
 #include <vector>
 
+#include "peft/error.hpp"
+
 namespace peft::detail {
 
-// Thrown for a pattern that does not compile (or a match that hits PCRE2's limits).
-class RegexError : public std::runtime_error {
+// Thrown for a pattern that does not compile (or a match that hits PCRE2's limits). A
+// peft::Error (InvalidConfigValue, the pattern as source), so that nothing but peft::Error
+// leaves the library even where no caller adds the config's name.
+class RegexError : public Error {
  public:
   RegexError(std::string pattern, std::string message, std::size_t offset);
   const std::string& pattern() const noexcept { return pattern_; }

@@ -134,55 +134,59 @@ bool is_weights_extension(const fs::path& path) {
 }
 
 void convert_adapter(const fs::path& in, const fs::path& out, const ConvertOptions& options) {
-  std::error_code ec;
-  if (fs::is_directory(in, ec)) {
-    if (fs::exists(out, ec) && !fs::is_directory(out, ec)) {
+  return annotate_errors(in.string(), [&]() -> void {
+    std::error_code ec;
+    if (fs::is_directory(in, ec)) {
+      if (fs::exists(out, ec) && !fs::is_directory(out, ec)) {
+        throw Error(ErrorCode::InvalidArgument, out.string(),
+                    "is a file; an adapter folder converts into a folder");
+      }
+      refuse_existing(out / "adapter_model.safetensors", options.overwrite);
+      refuse_existing(out / "adapter_model.bin", options.overwrite);
+      const fs::path source = weights_in(in);
+      // A folder converts to the other format unless only the dtype changes.
+      const bool to_bin = source.extension() == ".safetensors" && !options.dtype;
+      // Read (and cast) before the output folder exists: a failure leaves nothing behind.
+      const StateDict weights = cast(read_weights_file(source), options.dtype);
+      std::optional<std::string> config_text;
+      if (fs::exists(in / "adapter_config.json", ec)) {
+        std::ifstream config(in / "adapter_config.json", std::ios::binary);
+        config_text.emplace((std::istreambuf_iterator<char>(config)),
+                            std::istreambuf_iterator<char>());
+      }
+      formats::OutputFolder guard(out);
+      write_weights(weights, out / (to_bin ? "adapter_model.bin" : "adapter_model.safetensors"),
+                    std::nullopt);
+      if (config_text) formats::write_file_atomically(out / "adapter_config.json", *config_text);
+      guard.commit();
+      return;
+    }
+    if (!is_weights_extension(out)) {
       throw Error(ErrorCode::InvalidArgument, out.string(),
-                  "is a file; an adapter folder converts into a folder");
+                  "unknown output format: name the file .safetensors, .bin, .pt or .pth");
     }
-    refuse_existing(out / "adapter_model.safetensors", options.overwrite);
-    refuse_existing(out / "adapter_model.bin", options.overwrite);
-    const fs::path source = weights_in(in);
-    // A folder converts to the other format unless only the dtype changes.
-    const bool to_bin = source.extension() == ".safetensors" && !options.dtype;
-    // Read (and cast) before the output folder exists: a failure leaves nothing behind.
-    const StateDict weights = cast(read_weights_file(source), options.dtype);
-    std::optional<std::string> config_text;
-    if (fs::exists(in / "adapter_config.json", ec)) {
-      std::ifstream config(in / "adapter_config.json", std::ios::binary);
-      config_text.emplace((std::istreambuf_iterator<char>(config)),
-                          std::istreambuf_iterator<char>());
-    }
-    formats::OutputFolder guard(out);
-    write_weights(weights, out / (to_bin ? "adapter_model.bin" : "adapter_model.safetensors"),
-                  std::nullopt);
-    if (config_text) formats::write_file_atomically(out / "adapter_config.json", *config_text);
-    guard.commit();
-    return;
-  }
-  if (!is_weights_extension(out)) {
-    throw Error(ErrorCode::InvalidArgument, out.string(),
-                "unknown output format: name the file .safetensors, .bin, .pt or .pth");
-  }
-  refuse_existing(out, options.overwrite);
-  std::optional<Metadata> metadata;
-  const StateDict weights = cast(read_weights_file(in), options.dtype);
-  if (detect_file_format(in) == FileFormat::Safetensors)
-    metadata = SafetensorsFile::open(in).metadata();
-  write_weights(weights, out, metadata);
+    refuse_existing(out, options.overwrite);
+    std::optional<Metadata> metadata;
+    const StateDict weights = cast(read_weights_file(in), options.dtype);
+    if (detect_file_format(in) == FileFormat::Safetensors)
+      metadata = SafetensorsFile::open(in).metadata();
+    write_weights(weights, out, metadata);
+  });
 }
 
 Comparison compare_adapters(const fs::path& a, const fs::path& b, const CompareOptions& options) {
-  Comparison out;
-  std::error_code ec;
-  const bool folder_a = fs::is_directory(a, ec), folder_b = fs::is_directory(b, ec);
-  // A folder stands for its weights file when compared with a file.
-  compare_tensors(read_weights_file(folder_a ? weights_in(a) : a),
-                  read_weights_file(folder_b ? weights_in(b) : b), options, out);
-  if (folder_a && folder_b) {
-    compare_configs(a / "adapter_config.json", b / "adapter_config.json", out);
-  }
-  return out;
+  return annotate_errors(a.string(), [&]() -> Comparison {
+    Comparison out;
+    std::error_code ec;
+    const bool folder_a = fs::is_directory(a, ec), folder_b = fs::is_directory(b, ec);
+    // A folder stands for its weights file when compared with a file.
+    compare_tensors(read_weights_file(folder_a ? weights_in(a) : a),
+                    read_weights_file(folder_b ? weights_in(b) : b), options, out);
+    if (folder_a && folder_b) {
+      compare_configs(a / "adapter_config.json", b / "adapter_config.json", out);
+    }
+    return out;
+  });
 }
 
 nlohmann::json to_json(const Comparison& c) {
