@@ -516,3 +516,34 @@ TEST(CliDefects, MergeOptionsThatDoNothingAreRefused) {
 
 }  // namespace
 }  // namespace peft
+
+namespace peft {
+namespace {
+
+TEST(CliValidate, WarningsPassUnlessStrictAndRepeatsAreGrouped) {
+  testing::TempDir dir;
+  const fs::path c(case_dir("tf_llama_lora"));
+  fs::copy_file(c / "adapter_model.safetensors", dir / "adapter_model.safetensors");
+  auto config = nlohmann::json::parse(testing::read_text(c / "adapter_config.json"));
+  config["use_rslora"] = 0;  // an integer where a boolean belongs: a warning
+  std::ofstream(dir / "adapter_config.json") << config.dump();
+  auto result = peftcpp({"validate", dir.path().string()});
+  EXPECT_EQ(result.exit_code, 0) << result.out;
+  EXPECT_NE(result.out.find("warning"), std::string::npos) << result.out;
+  EXPECT_EQ(peftcpp({"validate", dir.path().string(), "--strict"}).exit_code, 1);
+  const auto json = nlohmann::json::parse(peftcpp({"validate", dir.path().string(), "--json"}).out);
+  EXPECT_TRUE(json["passed"].get<bool>());
+  EXPECT_FALSE(json["clean"].get<bool>());
+  // The same rank mismatch on every module: one line naming the places.
+  config["r"] = config["r"].get<int>() * 2;
+  std::ofstream(dir / "adapter_config.json") << config.dump();
+  result = peftcpp({"validate", dir.path().string()});
+  EXPECT_EQ(result.exit_code, 1);
+  const auto first = result.out.find("[rank_mismatch]");
+  ASSERT_NE(first, std::string::npos) << result.out;
+  EXPECT_EQ(result.out.find("[rank_mismatch]", first + 1), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("4 places ("), std::string::npos) << result.out;
+}
+
+}  // namespace
+}  // namespace peft

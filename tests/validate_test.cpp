@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -107,6 +108,33 @@ TEST(Validate, AdaptersInMemory) {
   for (const auto& p : validate_adapter(config, full, "mem"))
     named |= p.code == "adapter_name_in_key";
   EXPECT_TRUE(named);
+}
+
+}  // namespace
+}  // namespace peft
+
+namespace peft {
+namespace {
+
+TEST(Validate, EveryDeclaredFieldIsTypeChecked) {
+  testing::TempDir dir;
+  const fs::path c = testing::peft_ref_root() / "lora_linear";
+  fs::copy_file(c / "adapter_model.safetensors", dir / "adapter_model.safetensors");
+  std::ofstream(dir / "adapter_config.json")
+      << R"({"peft_type": "LORA", "r": "sixteen", "lora_alpha": [1], "target_modules": 5,
+            "use_dora": 1, "init_lora_weights": "gaussian", "lora_dropout": 0.5})";
+  std::map<std::string, std::pair<std::string, Severity>> found;  // field -> code, severity
+  for (const auto& p : validate_adapter_folder(dir.path())) {
+    if (p.code.starts_with("field_type"))
+      found[p.where.substr(p.where.rfind(": ") + 2)] = {p.code, p.severity};
+  }
+  EXPECT_EQ(found["r"].first, "field_type");
+  EXPECT_EQ(found["lora_alpha"].first, "field_type");
+  EXPECT_EQ(found["target_modules"].first, "field_type");
+  EXPECT_EQ(found["use_dora"], std::make_pair(std::string("field_type_truthy"), Severity::Warning));
+  EXPECT_FALSE(found.count("init_lora_weights"));  // a boolean or a string, as PEFT allows
+  EXPECT_FALSE(found.count("lora_dropout"));
+  EXPECT_EQ(found.size(), 4u);
 }
 
 }  // namespace

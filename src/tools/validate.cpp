@@ -10,6 +10,7 @@
 #include "peft/file_format.hpp"
 #include "peft/inspect.hpp"
 #include "peft/module_match.hpp"
+#include "tools/field_types.hpp"
 
 namespace peft {
 namespace fs = std::filesystem;
@@ -183,6 +184,7 @@ void check_config(const AdapterSummary& s, std::vector<Problem>& out,
                    "an adapter folder needs the adapter_config.json PEFT wrote with the weights"});
     return;
   }
+  detail::check_field_types(*s.config, file.string(), out);
   try {
     s.config->validate();
   } catch (const Error& e) {
@@ -233,6 +235,7 @@ std::vector<Problem> validate_adapter(const PeftConfig& config, const StateDict&
   AdapterSummary summary = summarize_adapter(config, weights);
   summary.folder = source;
   std::vector<Problem> out;
+  detail::check_field_types(config, source, out);
   try {
     config.validate();
   } catch (const Error& e) {
