@@ -115,7 +115,7 @@ std::optional<int> handle_command_word(CLI::App& app, int argc, char** argv, boo
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
   CLI::App app{"peftcpp: read, inspect, convert and apply Hugging Face PEFT adapters", "peftcpp"};
   app.set_version_flag("--version", std::string("peftcpp ") + PEFTCPP_VERSION);
   app.require_subcommand(1);
@@ -153,4 +153,13 @@ int main(int argc, char** argv) {
                 json);
   }
   return global.exit_code;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // setting the parser up failed (out of memory...)
+    std::fprintf(stderr, "peftcpp: error: %s\n", e.what());
+    return 1;
+  }
 }

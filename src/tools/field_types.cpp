@@ -83,7 +83,7 @@ void check_field_types(const PeftConfig& config, const std::string& where,
     const std::string shown = value.dump(-1, ' ', false, Json::error_handler_t::replace);
     if (declared->is_number_integer() && value.is_number_float() &&
         value.get<double>() != std::floor(value.get<double>())) {
-      out.push_back({"field_type_float", where + ": " + field,
+      out.push_back({"field_type_float", fmt::format("{}: {}", where, field),
                      fmt::format("'{}' is declared an integer, got the number {}", field, shown),
                      "write an integer unless PEFT only does arithmetic with it (lora_alpha)",
                      Severity::Warning});
@@ -95,13 +95,13 @@ void check_field_types(const PeftConfig& config, const std::string& where,
 
     if (declared->is_boolean() && value.is_number()) {
       out.push_back(
-          {"field_type_truthy", where + ": " + field,
+          {"field_type_truthy", fmt::format("{}: {}", where, field),
            fmt::format("'{}' should be a boolean, got {} {}: PEFT reads it as {}", field,
                        kind_of(value), shown, value.get<double>() != 0 ? "true" : "false"),
            "write true or false", Severity::Warning});
       continue;
     }
-    out.push_back({"field_type", where + ": " + field,
+    out.push_back({"field_type", fmt::format("{}: {}", where, field),
                    fmt::format("'{}' must be {}, got {} {}", field, *expected, kind_of(value),
                                shown.size() > 60 ? shown.substr(0, 57) + "..." : shown),
                    "PEFT fails on this value or reads another one: fix its type"});
