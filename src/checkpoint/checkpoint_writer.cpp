@@ -25,8 +25,7 @@ std::string header_bytes(const std::vector<ShardEntry>& entries,
 
 std::vector<ShardEntry> writer_order(std::vector<ShardEntry> entries) {
   std::stable_sort(entries.begin(), entries.end(), [](const ShardEntry& a, const ShardEntry& b) {
-    const unsigned ra = dtype_rank(a.dtype), rb = dtype_rank(b.dtype);
-    return ra != rb ? ra > rb : a.name < b.name;
+    return formats::writes_before(dtype_rank(a.dtype), a.name, dtype_rank(b.dtype), b.name);
   });
   return entries;
 }

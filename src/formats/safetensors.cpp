@@ -69,7 +69,7 @@ std::vector<const StateDict::value_type*> writer_order(const StateDict& tensors)
   for (const auto& entry : tensors)
     keys.push_back({dtype_rank(entry.second.dtype()), entry.first, &entry});
   const auto before = [](const Key& a, const Key& b) {
-    return a.rank != b.rank ? a.rank > b.rank : a.name < b.name;  // string_view compares bytes
+    return formats::writes_before(a.rank, a.name, b.rank, b.name);
   };
   // Files read back are usually in writer order already.
   if (!std::is_sorted(keys.begin(), keys.end(), before))

@@ -40,6 +40,13 @@ struct HeaderEntry {
 std::string serialize_header(const std::optional<Metadata>& metadata,
                              std::span<const HeaderEntry> entries, const std::string& target);
 
+// The reference writer's order, the one rule every safetensors writer here uses: dtype
+// rank descending (dtype_rank: alignment, then name), then tensor name by bytes.
+inline bool writes_before(unsigned rank_a, std::string_view name_a, unsigned rank_b,
+                          std::string_view name_b) {
+  return rank_a != rank_b ? rank_a > rank_b : name_a < name_b;
+}
+
 // Appends `text` as a JSON string the way serde_json writes it.
 void append_json_string(std::string& out, std::string_view text);
 
