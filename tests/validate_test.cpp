@@ -122,7 +122,8 @@ TEST(Validate, EveryDeclaredFieldIsTypeChecked) {
   fs::copy_file(c / "adapter_model.safetensors", dir / "adapter_model.safetensors");
   std::ofstream(dir / "adapter_config.json")
       << R"({"peft_type": "LORA", "r": "sixteen", "lora_alpha": [1], "target_modules": 5,
-            "use_dora": 1, "init_lora_weights": "gaussian", "lora_dropout": 0.5})";
+            "use_dora": 1, "init_lora_weights": "gaussian", "lora_dropout": 0.5,
+            "alpha_pattern": {"x": 0.5}})";
   std::map<std::string, std::pair<std::string, Severity>> found;  // field -> code, severity
   for (const auto& p : validate_adapter_folder(dir.path())) {
     if (p.code.starts_with("field_type"))
@@ -135,6 +136,27 @@ TEST(Validate, EveryDeclaredFieldIsTypeChecked) {
   EXPECT_FALSE(found.count("init_lora_weights"));  // a boolean or a string, as PEFT allows
   EXPECT_FALSE(found.count("lora_dropout"));
   EXPECT_EQ(found.size(), 4u);
+}
+
+}  // namespace
+}  // namespace peft
+
+namespace peft {
+namespace {
+
+TEST(Validate, FractionsOnlyWhereTheyCount) {
+  testing::TempDir dir;
+  fs::copy_file(testing::peft_ref_root() / "lora_linear" / "adapter_model.safetensors",
+                dir / "adapter_model.safetensors");
+  std::ofstream(dir / "adapter_config.json")
+      << R"({"peft_type": "LORA", "r": 8.5, "lora_alpha": 0.5, "target_modules": ["lin0"]})";
+  std::vector<std::string> codes;
+  for (const auto& p : validate_adapter_folder(dir.path())) {
+    if (p.code.starts_with("field_type")) codes.push_back(p.code + " " + p.where);
+  }
+  ASSERT_EQ(codes.size(), 1u) << ::testing::PrintToString(codes);
+  EXPECT_TRUE(codes[0].starts_with("field_type_float")) << codes[0];
+  EXPECT_TRUE(codes[0].ends_with(": r")) << codes[0];
 }
 
 }  // namespace

@@ -81,11 +81,13 @@ void check_field_types(const PeftConfig& config, const std::string& where,
     const auto declared = defaults.find(field);
     if (declared == defaults.end() || value.is_null() || field == "peft_type") continue;
     const std::string shown = value.dump(-1, ' ', false, Json::error_handler_t::replace);
-    if (declared->is_number_integer() && value.is_number_float() &&
+    // PEFT declares alphas as integers but only divides by them: fractions are fine there.
+    const bool arithmetic_only = field.find("alpha") != std::string::npos;
+    if (declared->is_number_integer() && value.is_number_float() && !arithmetic_only &&
         value.get<double>() != std::floor(value.get<double>())) {
       out.push_back({"field_type_float", fmt::format("{}: {}", where, field),
                      fmt::format("'{}' is declared an integer, got the number {}", field, shown),
-                     "write an integer unless PEFT only does arithmetic with it (lora_alpha)",
+                     "write an integer: PEFT sizes or counts something with it",
                      Severity::Warning});
       continue;
     }
