@@ -201,6 +201,17 @@ TEST(CliMerge, ShardedBaseMergeAndUnmerge) {
   EXPECT_TRUE(r.err.empty()) << r.err;
   EXPECT_TRUE(fs::exists(w.dir / "merged" / "model.safetensors.index.json"));
   EXPECT_TRUE(fs::exists(w.dir / "merged" / "config.json"));
+  {
+    // The size reported is the files' (shards and index), not the tensors' bytes.
+    std::uint64_t on_disk = 0;
+    for (const auto& entry : fs::directory_iterator(w.dir / "merged")) {
+      const std::string name = entry.path().filename().string();
+      if (name.starts_with("model")) on_disk += fs::file_size(entry.path());
+    }
+    const std::string expected = on_disk < 1000 ? fmt::format("wrote {} B", on_disk)
+                                                : fmt::format("wrote {:.1f} KB", on_disk / 1000.0);
+    EXPECT_NE(r.out.find(expected), std::string::npos) << r.out << " expected " << expected;
+  }
   expect_same_bytes(read_checkpoint(w("merged")), merge_adapters(w.state, {w.a}));
 
   r = peftcpp({"unmerge", "--merged", w("merged"), "--adapter", w("a"), "--out", w("restored")});
