@@ -53,6 +53,9 @@ TEST(Validate, EveryAdapterPeftWroteIsClean) {
       const std::string sub = fs::relative(folder, entry.path()).lexically_normal().string();
       const std::string key = sub == "." ? "" : sub;
       if (exemptions.exempt(key)) continue;
+      // PEFT accepts target names that match nothing as long as one matches: a true warning,
+      // not an alarm, and a fixture set may well contain such a config.
+      if (p.code == "targeted_without_weights") continue;
       ADD_FAILURE() << entry.path().filename() << ": " << p.where << " [" << p.code << "] "
                     << p.message;
     }
