@@ -37,15 +37,19 @@ struct CacheTarget {
   std::string path_of(const std::string& name) const {
     return subfolder.empty() ? name : subfolder + "/" + name;
   }
-  // The real place looked at: the snapshot path with the commit the revision names, or
-  // the ref that is missing.
+  // The snapshot path of `name` ("" for the adapter's folder) at the commit the revision
+  // names; nullopt when the cache does not know the revision.
+  std::optional<fs::path> place(const std::string& name) const {
+    const auto commit = cache.commit(repo_id, revision);
+    if (!commit) return std::nullopt;
+    fs::path where = cache.repo_folder(repo_id) / "snapshots" / *commit;
+    const std::string inside = name.empty() ? subfolder : path_of(name);
+    if (!inside.empty()) where /= inside;
+    return where;
+  }
+  // The real place looked at, or the ref that is missing.
   std::string describe(const std::string& name) const {
-    if (const auto commit = cache.commit(repo_id, revision)) {
-      fs::path where = cache.repo_folder(repo_id) / "snapshots" / *commit;
-      if (!name.empty()) where /= path_of(name);
-      if (name.empty() && !subfolder.empty()) where /= subfolder;
-      return where.string();
-    }
+    if (const auto where = place(name)) return where->string();
     return fmt::format("{} (revision '{}' is not in the cache)",
                        (cache.repo_folder(repo_id) / "refs" / revision).string(), revision);
   }
@@ -133,11 +137,8 @@ fs::path resolve_adapter_folder(const std::string& id_or_path, const AdapterLoca
   std::vector<std::string> tried{local.string()};
   if (const auto target = cache_target(id_or_path, location)) {
     try {
-      if (const auto commit = target->cache.commit(target->repo_id, target->revision)) {
-        fs::path snapshot = target->cache.repo_folder(target->repo_id) / "snapshots" / *commit;
-        if (!target->subfolder.empty()) snapshot /= target->subfolder;
-        if (fs::is_directory(snapshot, ec)) return snapshot;
-      }
+      if (const auto snapshot = target->place(""); snapshot && fs::is_directory(*snapshot, ec))
+        return *snapshot;
       tried.push_back(target->describe(""));
     } catch (const Error& e) {
       tried.push_back(e.what());

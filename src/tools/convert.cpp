@@ -166,11 +166,12 @@ void convert_adapter(const fs::path& in, const fs::path& out, const ConvertOptio
                   "unknown output format: name the file .safetensors, .bin, .pt or .pth");
     }
     refuse_existing(out, options.overwrite);
-    std::optional<Metadata> metadata;
-    const StateDict weights = cast(read_weights_file(in), options.dtype);
-    if (detect_file_format(in) == FileFormat::Safetensors)
-      metadata = SafetensorsFile::open(in).metadata();
-    write_weights(weights, out, metadata);
+    if (weights_reader_for(in) == FileFormat::Safetensors) {
+      const SafetensorsFile file = SafetensorsFile::open(in);  // its metadata travels along
+      write_weights(cast(file.state_dict(), options.dtype), out, file.metadata());
+    } else {
+      write_weights(cast(load_torch_file(in), options.dtype), out, std::nullopt);
+    }
   });
 }
 

@@ -8,6 +8,7 @@
 #include "peft/file_format.hpp"
 #include "peft/module_match.hpp"
 #include "peft/safetensors.hpp"
+#include "peft/torch_file.hpp"
 
 namespace peft {
 namespace fs = std::filesystem;
@@ -19,26 +20,27 @@ bool is_number(std::string_view part) {
 }
 
 // Tensor names, dtypes and shapes: the safetensors header only, or the torch.save
-// pickle (with CRC checks: a diagnostic read reports damaged records too).
-void read_tensor_list(AdapterSummary& summary) {
+// pickle (with CRC checks: a diagnostic read reports damaged records too). `reader` is
+// what weights_reader_for chose for the file.
+void read_tensor_list(AdapterSummary& summary, FileFormat reader) {
+  summary.weights_format = reader == FileFormat::Safetensors ? "safetensors" : "bin";
+  if (reader == FileFormat::Safetensors) {
+    const SafetensorsFile file = SafetensorsFile::open(summary.weights_file);
+    for (const auto& info : file.tensors()) {
+      summary.tensors.push_back({info.name, info.dtype, info.shape});
+    }
+  } else {
+    TorchReadOptions read;
+    read.verify_crc = true;
+    for (const auto& [name, tensor] : load_torch_file(summary.weights_file, read)) {
+      summary.tensors.push_back({name, tensor.dtype(), tensor.shape()});
+    }
+  }
+}
+
+void count_tensors(AdapterSummary& summary) {
   std::error_code ec;
   summary.bytes_on_disk = fs::file_size(summary.weights_file, ec);
-  try {
-    if (weights_reader_for(summary.weights_file) == FileFormat::Safetensors) {
-      const SafetensorsFile file = SafetensorsFile::open(summary.weights_file);
-      for (const auto& info : file.tensors()) {
-        summary.tensors.push_back({info.name, info.dtype, info.shape});
-      }
-    } else {
-      WeightsReadOptions read;
-      read.verify_crc = true;
-      for (const auto& [name, tensor] : read_weights_file(summary.weights_file, read)) {
-        summary.tensors.push_back({name, tensor.dtype(), tensor.shape()});
-      }
-    }
-  } catch (const Error& e) {
-    summary.weights_error = e.what();
-  }
   for (const auto& tensor : summary.tensors) {
     summary.dtypes[std::string(dtype_name(tensor.dtype))]++;
     summary.parameters += shape_numel(tensor.shape);
@@ -46,19 +48,22 @@ void read_tensor_list(AdapterSummary& summary) {
 }
 
 void read_weights(AdapterSummary& summary) {
-  const fs::path safetensors = summary.folder / "adapter_model.safetensors";
-  const fs::path bin = summary.folder / "adapter_model.bin";
   std::error_code ec;
-  if (fs::exists(safetensors, ec)) {
-    summary.weights_file = safetensors;
-    summary.weights_format = "safetensors";
-  } else if (fs::exists(bin, ec)) {
-    summary.weights_file = bin;
-    summary.weights_format = "bin";
-  } else {
-    return;
+  for (const char* name : {"adapter_model.safetensors", "adapter_model.bin"}) {
+    if (fs::exists(summary.folder / name, ec)) {
+      summary.weights_file = summary.folder / name;
+      break;
+    }
   }
-  read_tensor_list(summary);
+  if (summary.weights_file.empty()) return;
+  // The name until the content says otherwise (or cannot be read).
+  summary.weights_format = summary.weights_file.extension() == ".bin" ? "bin" : "safetensors";
+  try {
+    read_tensor_list(summary, weights_reader_for(summary.weights_file));
+  } catch (const Error& e) {
+    summary.weights_error = e.what();
+  }
+  count_tensors(summary);
 }
 
 // Groups tensors by the tuner layer they belong to (the text before the method prefix).
@@ -172,8 +177,12 @@ AdapterSummary inspect_weights_file(const fs::path& file) {
   summary.folder = file.parent_path();
   summary.weights_file = file;
   const FileFormat reader = weights_reader_for(file);  // throws for JSON, GGUF, missing
-  summary.weights_format = reader == FileFormat::Safetensors ? "safetensors" : "bin";
-  read_tensor_list(summary);
+  try {
+    read_tensor_list(summary, reader);
+  } catch (const Error& e) {
+    summary.weights_error = e.what();
+  }
+  count_tensors(summary);
   return summary;
 }
 

@@ -79,24 +79,16 @@ std::string wrapping_module(const std::string& module) {
   return at == std::string::npos ? module : module.substr(0, at);
 }
 
-// LoRA's target_parameters (PEFT >= 0.17) adapts parameters of modules that
-// target_modules need not name; a null or empty list targets nothing.
-bool targets_parameters(const PeftConfig& config) {
-  const auto* value = config.find("target_parameters");
-  return value != nullptr && value->is_array() && !value->empty();
-}
-
 // LoRA-like methods: shapes against the config, modules against target_modules, adapter
 // names left inside keys.
 void check_tensors(const AdapterSummary& s, std::vector<Problem>& out) {
   if (!s.config || s.tensors.empty()) return;
   const PeftConfig& config = *s.config;
   if (config.is_prompt_learning()) return;
-  std::string_view prefix;
   try {
-    prefix = methods::rules_for(config.peft_type()).prefix;
+    (void)methods::rules_for(config.peft_type());
   } catch (const Error&) {
-    return;
+    return;  // a type whose rules are unknown (added after PEFT 0.18)
   }
   const bool lora = config.peft_type() == PeftType::LORA;
   const std::string where = s.weights_file.empty() ? s.folder.string() : s.weights_file.string();
@@ -114,18 +106,17 @@ void check_tensors(const AdapterSummary& s, std::vector<Problem>& out) {
       if (config.target_modules().kind != TargetModules::Kind::None &&
           !config.target_modules().is_all_linear() &&
           match_target(config, wrapping_module(m.module)) != TargetMatch::Targeted &&
-          !targets_parameters(config)) {
+          // target_parameters adapts parameters of modules target_modules need not name.
+          config.target_parameters().value_or(std::vector<std::string>{}).empty()) {
         out.push_back({"untargeted_module", where + ": " + m.module,
                        "the weights hold tensors for a module target_modules does not match",
                        "add the module to target_modules, or remove its tensors"});
       }
       if (m.rank_mismatch() && lora) {
-        {
-          out.push_back({"rank_mismatch", where + ": " + m.module,
-                         fmt::format("lora_A has rank {} but the config gives this module r={}",
-                                     *m.weights_rank, *m.rank),
-                         "fix r / rank_pattern in adapter_config.json to match the weights"});
-        }
+        out.push_back({"rank_mismatch", where + ": " + m.module,
+                       fmt::format("lora_A has rank {} but the config gives this module r={}",
+                                   *m.weights_rank, *m.rank),
+                       "fix r / rank_pattern in adapter_config.json to match the weights"});
       }
     } catch (const Error&) {
       // decided elsewhere (all-linear, unknown patterns)
@@ -235,13 +226,7 @@ std::vector<Problem> validate_adapter(const PeftConfig& config, const StateDict&
   AdapterSummary summary = summarize_adapter(config, weights);
   summary.folder = source;
   std::vector<Problem> out;
-  detail::check_field_types(config, source, out);
-  try {
-    config.validate();
-  } catch (const Error& e) {
-    out.push_back(
-        {"invalid_config", source, e.what(), "PEFT 0.18 refuses this config: fix the field named"});
-  }
+  check_config(summary, out, source);
   if (weights.empty()) {
     out.push_back({"empty_weights", source, "the adapter holds no tensor",
                    "check that the weights belong to this config and adapter name"});
