@@ -3,7 +3,6 @@
 
 #include <CLI/CLI.hpp>
 
-#include <filesystem>
 #include <optional>
 #include <string>
 
@@ -27,26 +26,13 @@ inline std::optional<peft::DType> cast_dtype(const std::string& text) {
   return peft::floating_dtype_from_alias(text);
 }
 
-// Where an input that is a Hub id is looked for: "org/name[/sub][@rev]" in the argument,
-// or these options (single-input commands).
-struct SourceOptions {
-  std::string revision = "main";
-  std::string subfolder;
-};
-inline void add_source_options(CLI::App* cmd, SourceOptions& source) {
-  cmd->add_option("--revision", source.revision,
+// --revision / --subfolder of single-input commands: where a Hub id is looked for (the
+// argument's own "org/name[/sub][@rev]" takes precedence for the revision).
+inline void add_location_options(CLI::App* cmd, peft::AdapterLocation& location) {
+  cmd->add_option("--revision", location.revision,
                   "branch, tag or commit of a Hub id (same as ID@REVISION; default main)");
-  cmd->add_option("--subfolder", source.subfolder,
+  cmd->add_option("--subfolder", location.subfolder,
                   "sub folder inside the adapter folder or Hub repository (same as ID/SUB)");
-}
-inline peft::AdapterLocation location_of(const SourceOptions& source) {
-  peft::AdapterLocation location;
-  location.revision = source.revision;
-  location.subfolder = source.subfolder;
-  return location;
-}
-inline std::filesystem::path resolve_input(const std::string& path, const SourceOptions& source) {
-  return peft::resolve_adapter_folder(path, location_of(source));
 }
 
 // How a command reports through its exit status: most commands exit 1 when their input is
@@ -58,11 +44,12 @@ enum class CommandFamily { Act, Check };
 // (caught before the library runs) are always 2. One row per family, one column per
 // category (io, usage, format, tensor, config, model, unsupported).
 inline int failure_exit_code(peft::ErrorCategory category, CommandFamily family) {
-  constexpr int kAct[] = {1, 1, 1, 1, 1, 1, 1};
-  constexpr int kCheck[] = {2, 2, 2, 2, 2, 2, 2};
+  //                          io usage format tensor config model unsupported
+  constexpr int kTable[2][7] = {{1, 1, 1, 1, 1, 1, 1},   // Act
+                                {2, 2, 2, 2, 2, 2, 2}};  // Check
+  const auto row = static_cast<std::size_t>(family);
   const auto column = static_cast<std::size_t>(static_cast<int>(category) - 1);
-  if (column >= std::size(kAct)) return family == CommandFamily::Act ? 1 : 2;
-  return family == CommandFamily::Act ? kAct[column] : kCheck[column];
+  return column < 7 ? kTable[row][column] : kTable[row][0];
 }
 
 struct GlobalOptions {

@@ -19,7 +19,7 @@ namespace {
 
 struct InspectOptions {
   std::string path;
-  SourceOptions source;
+  peft::AdapterLocation location;
   bool tensors = false;
   bool json = false;
 };
@@ -154,7 +154,8 @@ void run_inspect(const InspectOptions& options, GlobalOptions& global) {
     return;
   }
   // A folder, or a Hub id found in the Hugging Face cache.
-  const auto adapters = peft::inspect_adapters(resolve_input(options.path, options.source));
+  const auto adapters =
+      peft::inspect_adapters(peft::resolve_adapter_folder(options.path, options.location));
   const bool complete = std::all_of(adapters.begin(), adapters.end(),
                                     [](const peft::AdapterSummary& s) { return s.complete(); });
   global.exit_code = complete ? 0 : 1;
@@ -179,7 +180,7 @@ void register_inspect(CLI::App& app, GlobalOptions& global) {
                   "adapter folder, weights file (.safetensors or torch.save .bin), or Hub id "
                   "(org/name[/sub][@rev]) in the local cache")
       ->required();
-  add_source_options(cmd, options->source);
+  add_location_options(cmd, options->location);
   cmd->add_flag("--tensors", options->tensors, "list every tensor with dtype and shape");
   cmd->add_flag("--json", options->json, "print a JSON document instead of text (see docs/cli.md)");
   cmd->footer(

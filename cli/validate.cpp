@@ -65,7 +65,7 @@ void print_counts(const std::vector<peft::Problem>& problems, bool strict) {
 void register_validate(CLI::App& app, GlobalOptions& global) {
   struct Options {
     std::string path;
-    SourceOptions source;
+    peft::AdapterLocation location;
     bool json = false;
     bool strict = false;
   };
@@ -76,7 +76,7 @@ void register_validate(CLI::App& app, GlobalOptions& global) {
                   "adapter folder, one of its files, or Hub id (org/name[/sub][@rev]) in the "
                   "local cache")
       ->required();
-  add_source_options(cmd, options->source);
+  add_location_options(cmd, options->location);
   cmd->add_flag("--json", options->json, "print the problems as JSON");
   cmd->add_flag("--strict", options->strict, "count warnings as problems too (exit 1)");
   cmd->footer(
@@ -86,10 +86,10 @@ void register_validate(CLI::App& app, GlobalOptions& global) {
   cmd->callback([options, &global] {
     global.family = CommandFamily::Check;
     std::error_code ec;
-    const auto problems =
-        std::filesystem::is_regular_file(options->path, ec)
-            ? peft::validate_file(options->path)
-            : peft::validate_adapter_folder(resolve_input(options->path, options->source));
+    const auto problems = std::filesystem::is_regular_file(options->path, ec)
+                              ? peft::validate_file(options->path)
+                              : peft::validate_adapter_folder(
+                                    peft::resolve_adapter_folder(options->path, options->location));
     const bool failed = std::any_of(problems.begin(), problems.end(), [&](const auto& p) {
       return options->strict || p.severity == peft::Severity::Error;
     });
