@@ -10,8 +10,8 @@
 
 #include <fmt/format.h>
 
-#include "config/config_defaults.hpp"
 #include "config/config_json.hpp"
+#include "config/method_config.hpp"
 #include "formats/atomic_file.hpp"
 #include "peft/error.hpp"
 #include "pycompat/python_json.hpp"
@@ -317,7 +317,7 @@ PeftConfig PeftConfig::make(PeftType type) {
   config.source_ = fmt::format("new {} config", to_string(type));
   config.json_ = detail::field_defaults(type);
   // RandLoRA and CPT skip the common initialiser that fills peft_version.
-  if (type != PeftType::RANDLORA && type != PeftType::CPT) config.json_["peft_version"] = "0.18.0";
+  if (detail::method_config(type).common_init) config.json_["peft_version"] = "0.18.0";
   if (type == PeftType::XLORA) {
     config.json_["hidden_size"] = 4096;
     config.json_["adapters"] = Json::object();
@@ -346,7 +346,7 @@ PeftConfig PeftConfig::completed() const {
   for (const auto& [key, value] : detail::field_defaults(type).items()) {
     if (!out.json_.contains(key)) out.json_[key] = value;
   }
-  if (in_peft_0_18_0(type) && type != PeftType::RANDLORA && type != PeftType::CPT) {
+  if (in_peft_0_18_0(type) && detail::method_config(type).common_init) {
     if (is_null(out.find("peft_version"))) out.json_["peft_version"] = "0.18.0";
   }
   return out;

@@ -7,7 +7,7 @@
 #include "engine/model_card.hpp"
 #include "engine/weight_conversion.hpp"
 #include "formats/atomic_file.hpp"
-#include "methods/method_rules.hpp"
+#include "methods/registry.hpp"
 #include "peft/error.hpp"
 #include "peft/file_format.hpp"
 #include "peft/hub_cache.hpp"
@@ -316,7 +316,7 @@ LoadResult from_pretrained(PeftModel& model, const std::string& id_or_path,
       }
     }
     if (!reported.empty() && options.warnings != nullptr) {
-      const std::string_view prefix = methods::rules_for(config.peft_type()).prefix;
+      const std::string_view prefix = methods::prefix_of(config.peft_type());
       std::string message;
       if (prefix.find(options.adapter_name) != std::string_view::npos) {
         message = fmt::format(

@@ -1,5 +1,5 @@
 // inject_adapter: the generic part (which modules are wrapped, where base tensors go) and
-// the table of methods; each method's own tensors come from its rule in injection_*.cpp.
+// each method's own tensors come from its rule (methods/registry.hpp, injection_*.cpp).
 #include "peft/injection.hpp"
 
 #include <fmt/format.h>
@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <unordered_map>
 
-#include "methods/injection_methods.hpp"
+#include "methods/registry.hpp"
 #include "peft/error.hpp"
 #include "peft/module_match.hpp"
 
@@ -77,44 +77,10 @@ void put(StateDict& out, const Layer& layer, const Context& ctx, std::string_vie
 
 namespace {
 
-// How PEFT injects one method: its per-layer rule, and for methods whose layers share
-// model-level tensors, the rule creating those first.
-struct Method {
-  PeftType type;
-  SlotFn slots;
-  SharedFn shared = nullptr;
-};
-
-constexpr Method kMethods[] = {
-    {PeftType::LORA, lora_slots},
-    {PeftType::ADALORA, adalora_slots},
-    {PeftType::LOHA, loha_slots},
-    {PeftType::LOKR, lokr_slots},
-    {PeftType::IA3, ia3_slots},
-    {PeftType::OFT, oft_slots},
-    {PeftType::BOFT, boft_slots},
-    {PeftType::HRA, hra_slots},
-    {PeftType::BONE, bone_slots},
-    {PeftType::MISS, miss_slots},
-    {PeftType::FOURIERFT, fourierft_slots},
-    {PeftType::WAVEFT, waveft_slots},
-    {PeftType::C3A, c3a_slots},
-    {PeftType::SHIRA, shira_slots},
-    {PeftType::ROAD, road_slots},
-    {PeftType::DELORA, delora_slots},
-    {PeftType::POLY, poly_slots},
-    {PeftType::LN_TUNING, ln_tuning_slots},
-    {PeftType::TRAINABLE_TOKENS, trainable_tokens_slots},
-    {PeftType::VERA, vera_slots, vera_shared},
-    {PeftType::RANDLORA, randlora_slots, randlora_shared},
-    {PeftType::VBLORA, vblora_slots, vblora_shared},
-};
-
-const Method& method_for(const PeftConfig& config) {
+const methods::InjectionRule& rule_for(const PeftConfig& config) {
   const PeftType type = config.peft_type();
-  for (const Method& method : kMethods) {
-    if (method.type == type) return method;
-  }
+  const methods::InjectionRule& rule = methods::method(type).injection;
+  if (rule.slots != nullptr) return rule;
   throw Error(
       ErrorCode::Unsupported, config.source(),
       fmt::format("creating {} adapter tensors from a plain base model is not implemented; load "
@@ -175,7 +141,7 @@ PeftModel inject_adapter(const StateDict& base, const std::string& adapter_name,
                          bool autocast_adapter_dtype) {
   return annotate_errors(config.source(), [&]() -> PeftModel {
     using namespace injection;
-    const Method& method = method_for(config);
+    const methods::InjectionRule& method = rule_for(config);
     const std::vector<Module> modules = modules_of(base);
     std::vector<Layer> targets;
     for (const auto& module : modules) {

@@ -10,7 +10,7 @@
 
 #include "engine/embedding_layers.hpp"
 #include "engine/wrappers.hpp"
-#include "methods/method_rules.hpp"
+#include "methods/registry.hpp"
 #include "peft/error.hpp"
 
 namespace peft {
@@ -184,7 +184,7 @@ void copy_into_model(PeftModel& model, const std::string& key, const Tensor& val
 StateDict get_peft_model_state_dict(PeftModel& model, const GetStateDictOptions& options) {
   return annotate_errors("adapter '" + options.adapter_name + "'", [&]() -> StateDict {
     PeftConfig& config = model.config(options.adapter_name);
-    const methods::MethodRules& rules = methods::rules_for(config.peft_type());
+    const methods::StateDictRules& rules = methods::state_dict_rules(config.peft_type());
     methods::SaveContext ctx{model, config, options.adapter_name, options.warnings};
 
     StateDict selected = rules.select(ctx);
@@ -207,7 +207,8 @@ LoadResult set_peft_model_state_dict(PeftModel& model, StateDict state,
                                      const SetStateDictOptions& options) {
   return annotate_errors("adapter '" + options.adapter_name + "'", [&]() -> LoadResult {
     const PeftConfig& config = model.config(options.adapter_name);
-    const methods::MethodRules& rules = methods::rules_for(config.peft_type());
+    const methods::StateDictRules& rules = methods::state_dict_rules(config.peft_type());
+    const std::string_view prefix = methods::prefix_of(config.peft_type());
     methods::LoadContext ctx{model, config, options.adapter_name, options.warnings};
 
     map_wrapper_keys(model, options.adapter_name, state);
@@ -216,7 +217,7 @@ LoadResult set_peft_model_state_dict(PeftModel& model, StateDict state,
     if (options.ignore_mismatched_sizes) mismatched = drop_mismatched(model, remapped);
 
     LoadResult result = load_into(model, remapped, options.low_cpu_mem_usage);
-    if (options.low_cpu_mem_usage) cast_to_base_layer_dtype(model, remapped, rules.prefix);
+    if (options.low_cpu_mem_usage) cast_to_base_layer_dtype(model, remapped, prefix);
     if (rules.after_load != nullptr) rules.after_load(ctx, remapped);
 
     if (!mismatched.empty()) {
@@ -235,7 +236,7 @@ LoadResult set_peft_model_state_dict(PeftModel& model, StateDict state,
     }
     result.mismatched_keys = std::move(mismatched);
     for (const auto& key : result.missing_keys) {
-      if (key.find(rules.prefix) != std::string::npos &&
+      if (key.find(prefix) != std::string::npos &&
           key.find(options.adapter_name) != std::string::npos) {
         result.adapter_missing_keys.push_back(key);
       }

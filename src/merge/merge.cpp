@@ -51,8 +51,7 @@ std::string join(const std::vector<std::string>& parts, std::size_t from, std::s
 }
 
 bool has_marker(std::string_view component, const MergeRules& rules) {
-  return std::any_of(rules.markers.begin(), rules.markers.end(),
-                     [&](std::string_view m) { return component.starts_with(m); });
+  return component.starts_with(rules.marker);
 }
 
 // Whether `module` is (or lies inside) one of the config's modules_to_save.

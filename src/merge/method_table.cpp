@@ -1,70 +1,78 @@
-// The table of merge rules: one row per PEFT v0.18.0 type. Markers are the prefixes of the
-// parameter names each method saves (PEFT's prefix table); build turns one module's
-// parameters into operations on base tensors.
+// The merge part of the method registry: one build function per PeftType, in enum order,
+// next to the registry row (methods/registry.hpp) that gives the method's parameter
+// marker and whether PEFT merges it. Kept in the merge layer so that only merging links
+// the numeric libraries; the two tables are checked against each other at compile time.
 #include <array>
 
 #include <fmt/format.h>
 
 #include "merge/plan.hpp"
+#include "methods/registry.hpp"
 #include "peft/error.hpp"
 
 namespace peft::merge {
 namespace {
 
-constexpr std::string_view kPromptRefusal =
-    "prompt-learning methods add virtual tokens instead of changing weights: there is "
-    "nothing to merge (PEFT models of this type have no merge_and_unload)";
+// Index = PeftType; nullptr where the registry says the method does not merge.
+constexpr std::array<BuildFn, kPeftTypeCount> kBuilders = {
+    // PEFT v0.18.0
+    nullptr,                 // PROMPT_TUNING
+    nullptr,                 // MULTITASK_PROMPT_TUNING
+    nullptr,                 // P_TUNING
+    nullptr,                 // PREFIX_TUNING
+    build_lora,              // LORA
+    build_adalora,           // ADALORA
+    build_boft,              // BOFT
+    nullptr,                 // ADAPTION_PROMPT
+    build_ia3,               // IA3
+    build_loha,              // LOHA
+    build_lokr,              // LOKR
+    build_oft,               // OFT
+    nullptr,                 // POLY
+    build_ln_tuning,         // LN_TUNING
+    build_vera,              // VERA
+    build_fourierft,         // FOURIERFT
+    nullptr,                 // XLORA
+    build_hra,               // HRA
+    build_vblora,            // VBLORA
+    nullptr,                 // CPT
+    build_miss,              // BONE (MiSS's "bat" layout)
+    build_miss,              // MISS
+    build_randlora,          // RANDLORA
+    build_road,              // ROAD
+    build_trainable_tokens,  // TRAINABLE_TOKENS
+    build_shira,             // SHIRA
+    build_c3a,               // C3A
+    build_waveft,            // WAVEFT
+    build_osf,               // OSF
+    build_delora,            // DELORA
+                             // Added after v0.18.0 (the remaining entries): rules not known.
+};
 
-const std::array<MergeRules, 30>& table() {
-  static const std::array<MergeRules, 30> rows = {
-      MergeRules{PeftType::LORA, {"lora_"}, build_lora, {}},
-      MergeRules{PeftType::ADALORA, {"lora_"}, build_adalora, {}},
-      MergeRules{PeftType::IA3, {"ia3_"}, build_ia3, {}},
-      MergeRules{PeftType::LOHA, {"hada_"}, build_loha, {}},
-      MergeRules{PeftType::LOKR, {"lokr_"}, build_lokr, {}},
-      MergeRules{PeftType::OFT, {"oft_"}, build_oft, {}},
-      MergeRules{PeftType::BOFT, {"boft_"}, build_boft, {}},
-      MergeRules{PeftType::HRA, {"hra_"}, build_hra, {}},
-      MergeRules{PeftType::VERA, {"vera_lambda_"}, build_vera, {}},
-      MergeRules{PeftType::RANDLORA, {"randlora_"}, build_randlora, {}},
-      MergeRules{PeftType::VBLORA, {"vblora_"}, build_vblora, {}},
-      MergeRules{PeftType::FOURIERFT, {"fourierft_"}, build_fourierft, {}},
-      MergeRules{PeftType::WAVEFT, {"waveft_"}, build_waveft, {}},
-      MergeRules{PeftType::BONE, {"bone_"}, build_miss, {}},
-      MergeRules{PeftType::MISS, {"miss_"}, build_miss, {}},
-      MergeRules{PeftType::SHIRA, {"shira_"}, build_shira, {}},
-      MergeRules{PeftType::C3A, {"c3a_"}, build_c3a, {}},
-      MergeRules{PeftType::ROAD, {"road_"}, build_road, {}},
-      MergeRules{PeftType::DELORA, {"delora_"}, build_delora, {}},
-      MergeRules{PeftType::OSF, {"osf_"}, build_osf, {}},
-      MergeRules{PeftType::LN_TUNING, {"ln_tuning_"}, build_ln_tuning, {}},
-      MergeRules{PeftType::TRAINABLE_TOKENS, {"trainable_tokens_"}, build_trainable_tokens, {}},
-      MergeRules{PeftType::POLY,
-                 {"poly_"},
-                 nullptr,
-                 "Poly routes every input through a learned mix of skills, so no single "
-                 "weight reproduces it (PEFT raises NotImplementedError on merge)"},
-      MergeRules{PeftType::XLORA,
-                 {"xlora_"},
-                 nullptr,
-                 "X-LoRA mixes its LoRA experts per token with a learned classifier, so no "
-                 "static merged weight reproduces it"},
-      MergeRules{PeftType::ADAPTION_PROMPT, {"adaption_"}, nullptr, kPromptRefusal},
-      MergeRules{PeftType::PROMPT_TUNING, {"prompt_"}, nullptr, kPromptRefusal},
-      MergeRules{PeftType::MULTITASK_PROMPT_TUNING, {"prompt_"}, nullptr, kPromptRefusal},
-      MergeRules{PeftType::P_TUNING, {"prompt_"}, nullptr, kPromptRefusal},
-      MergeRules{PeftType::PREFIX_TUNING, {"prompt_"}, nullptr, kPromptRefusal},
-      MergeRules{PeftType::CPT, {"prompt_"}, nullptr, kPromptRefusal},
-  };
-  return rows;
+constexpr bool agrees_with_registry() {
+  for (std::size_t i = 0; i < kPeftTypeCount; ++i) {
+    if (methods::kRegistry[i].merge.merges != (kBuilders[i] != nullptr)) return false;
+  }
+  return true;
 }
+static_assert(agrees_with_registry(),
+              "a build function exactly for the methods the registry says merge");
+
+constexpr std::array<MergeRules, kPeftTypeCount> make_rules() {
+  std::array<MergeRules, kPeftTypeCount> out{};
+  for (std::size_t i = 0; i < kPeftTypeCount; ++i) {
+    const methods::MethodDescriptor& row = methods::kRegistry[i];
+    out[i] = MergeRules{row.type, row.prefix, kBuilders[i], row.merge.refusal};
+  }
+  return out;
+}
+constexpr auto kRules = make_rules();
 
 }  // namespace
 
 const MergeRules& merge_rules_for(PeftType type) {
-  for (const auto& rules : table()) {
-    if (rules.type == type) return rules;
-  }
+  const MergeRules& rules = kRules[static_cast<std::size_t>(type)];
+  if (rules.build != nullptr || !rules.refusal.empty()) return rules;
   throw Error(ErrorCode::Unsupported, "",
               fmt::format("merging {} adapters is not supported: the type was added after "
                           "PEFT 0.18.0, whose merge rules peftcpp follows",

@@ -65,10 +65,10 @@ struct ModuleInput {
 using BuildFn = void (*)(const ModuleInput&, std::vector<Op>&);
 
 struct MergeRules {
-  PeftType type;
-  // Name prefixes of the parameter components that mark an adapter parameter in a key
-  // ("lora_" in "lin0.lora_A.weight").
-  std::vector<std::string_view> markers;
+  PeftType type{};
+  // The name prefix of the parameter components that mark an adapter parameter in a key
+  // ("lora_" in "lin0.lora_A.weight"): the registry's prefix.
+  std::string_view marker;
   BuildFn build = nullptr;
   // Non-empty: PEFT cannot merge this method, and why.
   std::string_view refusal;

@@ -1,7 +1,6 @@
-// The table of PEFT methods: one row per PeftType holding everything the state-dict
-// functions do differently for that method. Adding a method is adding a row (in
-// method_table.cpp) and, when its rules are not the generic prefix rules, one file
-// here with its select/remap functions.
+// What a method's state-dict rules see and the rules themselves; the method registry
+// (registry.hpp) says which rule each PeftType uses. A method whose rules are not the
+// generic prefix rules has one file here with its select/remap functions.
 #pragma once
 
 #include <string>
@@ -39,18 +38,6 @@ using SelectFn = StateDict (*)(SaveContext&);
 using RemapFn = StateDict (*)(LoadContext&, StateDict);
 // After the state load: prompt encoders load their embedding from the dict.
 using AfterLoadFn = void (*)(LoadContext&, const StateDict&);
-
-struct MethodRules {
-  PeftType type;
-  std::string_view prefix;  // the marker of the method's parameters in keys
-  SelectFn select;
-  RemapFn remap;
-  AfterLoadFn after_load = nullptr;
-  bool vblora_key_names = false;  // "..._A.<adapter>_topk_indices" removal rule
-};
-
-// Throws Unsupported for types whose state-dict rules are not known (added after 0.18.0).
-const MethodRules& rules_for(PeftType type);
 
 // Shared building blocks.
 StateDict select_containing(const StateDict& state, std::string_view needle);

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "methods/method_rules.hpp"
+#include "methods/registry.hpp"
 #include "peft/error.hpp"
 #include "peft/file_format.hpp"
 #include "peft/module_match.hpp"
@@ -70,12 +70,8 @@ void read_weights(AdapterSummary& summary) {
 void find_modules(AdapterSummary& summary) {
   if (!summary.config) return;
   const PeftConfig& config = *summary.config;
-  std::string_view prefix;
-  try {
-    prefix = methods::rules_for(config.peft_type()).prefix;
-  } catch (const Error&) {
-    return;  // a type whose rules are unknown: list tensors only
-  }
+  const std::string_view prefix = methods::method(config.peft_type()).prefix;
+  if (prefix.empty()) return;  // a type whose rules are unknown: list tensors only
   if (config.is_prompt_learning()) return;
   const bool lora_like =
       config.peft_type() == PeftType::LORA || config.peft_type() == PeftType::ADALORA;

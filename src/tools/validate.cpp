@@ -4,7 +4,7 @@
 
 #include <set>
 
-#include "methods/method_rules.hpp"
+#include "methods/registry.hpp"
 #include "peft/convert.hpp"
 #include "peft/error.hpp"
 #include "peft/file_format.hpp"
@@ -85,11 +85,8 @@ void check_tensors(const AdapterSummary& s, std::vector<Problem>& out) {
   if (!s.config || s.tensors.empty()) return;
   const PeftConfig& config = *s.config;
   if (config.is_prompt_learning()) return;
-  try {
-    (void)methods::rules_for(config.peft_type());
-  } catch (const Error&) {
-    return;  // a type whose rules are unknown (added after PEFT 0.18)
-  }
+  // A type whose rules are unknown (added after PEFT 0.18): nothing to compare with.
+  if (methods::method(config.peft_type()).state_dict.select == nullptr) return;
   const bool lora = config.peft_type() == PeftType::LORA;
   const std::string where = s.weights_file.empty() ? s.folder.string() : s.weights_file.string();
   for (const auto& t : s.tensors) {

@@ -1,11 +1,13 @@
-// The declared fields of every PEFT v0.18.0 config class with their dataclass defaults.
+// The config rows of the method registry (method_config.hpp): every PeftType's name and
+// kind, and the declared fields of every PEFT v0.18.0 config class with their dataclass
+// defaults. A data table, hence its length.
 //
 // Transcribed from the v0.18.0 sources (tag v0.18.0): for each method, the fields the
 // config class declares after the common ones, in declaration order, with the default as
 // the JSON PEFT writes for it. `runtime_config` (LoRA, AdaLoRA) is declared but never
 // written, so it is not listed. Prompt-learning classes also get the six fields of their
 // common base class.
-#include "config/config_defaults.hpp"
+#include "config/method_config.hpp"
 
 #include <array>
 #include <span>
@@ -447,56 +449,90 @@ constexpr FieldDefault kDeloraConfig[] = {
     {"modules_to_save", "null"},
 };
 
-struct TypeTable {
-  bool prompt_learning;
-  std::span<const FieldDefault> own;
+using C = MethodConfig;
+
+// One row per PeftType, in enum order (checked below).
+constexpr MethodConfig kMethodConfigs[] = {
+    // PEFT v0.18.0
+    C{PeftType::PROMPT_TUNING, "PROMPT_TUNING", true, true, kPromptTuningConfig,
+      check_prompt_tuning},
+    C{PeftType::MULTITASK_PROMPT_TUNING, "MULTITASK_PROMPT_TUNING", true, true,
+      kMultitaskPromptTuningConfig, check_prompt_tuning},
+    C{PeftType::P_TUNING, "P_TUNING", true, true, kPromptEncoderConfig},
+    C{PeftType::PREFIX_TUNING, "PREFIX_TUNING", true, true, kPrefixTuningConfig},
+    C{PeftType::LORA, "LORA", false, true, kLoraConfig, check_lora},
+    C{PeftType::ADALORA, "ADALORA", false, true, kAdaLoraConfig, check_adalora},
+    C{PeftType::BOFT, "BOFT", false, true, kBOFTConfig, check_boft},
+    C{PeftType::ADAPTION_PROMPT, "ADAPTION_PROMPT", false, true, kAdaptionPromptConfig},
+    C{PeftType::IA3, "IA3", false, true, kIA3Config, check_ia3},
+    C{PeftType::LOHA, "LOHA", false, true, kLoHaConfig, check_layers_pattern},
+    C{PeftType::LOKR, "LOKR", false, true, kLoKrConfig, check_layers_pattern},
+    C{PeftType::OFT, "OFT", false, true, kOFTConfig, check_oft},
+    C{PeftType::POLY, "POLY", false, true, kPolyConfig},
+    C{PeftType::LN_TUNING, "LN_TUNING", false, true, kLNTuningConfig},
+    C{PeftType::VERA, "VERA", false, true, kVeraConfig, check_layers_pattern},
+    C{PeftType::FOURIERFT, "FOURIERFT", false, true, kFourierFTConfig, check_all_layer_rules},
+    C{PeftType::XLORA, "XLORA", false, true, kXLoraConfig},
+    C{PeftType::HRA, "HRA", false, true, kHRAConfig, check_all_layer_rules},
+    C{PeftType::VBLORA, "VBLORA", false, true, kVBLoRAConfig, check_layers_pattern},
+    C{PeftType::CPT, "CPT", true, false, kCPTConfig, check_cpt},
+    C{PeftType::BONE, "BONE", false, true, kBoneConfig, check_regex_layers},
+    C{PeftType::MISS, "MISS", false, true, kMissConfig, check_regex_layers},
+    C{PeftType::RANDLORA, "RANDLORA", false, false, kRandLoraConfig},
+    C{PeftType::ROAD, "ROAD", false, true, kRoadConfig, check_road},
+    C{PeftType::TRAINABLE_TOKENS, "TRAINABLE_TOKENS", false, true, kTrainableTokensConfig},
+    C{PeftType::SHIRA, "SHIRA", false, true, kShiraConfig},
+    C{PeftType::C3A, "C3A", false, true, kC3AConfig, check_regex_layers},
+    C{PeftType::WAVEFT, "WAVEFT", false, true, kWaveFTConfig, check_waveft},
+    C{PeftType::OSF, "OSF", false, true, kOSFConfig},
+    C{PeftType::DELORA, "DELORA", false, true, kDeloraConfig, check_delora},
+    // Added after v0.18.0: known by name only.
+    C{PeftType::ADAMSS, "ADAMSS"},
+    C{PeftType::BEFT, "BEFT"},
+    C{PeftType::LILY, "LILY"},
+    C{PeftType::FROD, "FROD"},
+    C{PeftType::PVERA, "PVERA"},
+    C{PeftType::GLORA, "GLORA"},
+    C{PeftType::UNILORA, "UNILORA"},
+    C{PeftType::HIRA, "HIRA"},
+    C{PeftType::GRALORA, "GRALORA"},
+    C{PeftType::CARTRIDGE, "CARTRIDGE", true},
+    C{PeftType::TINYLORA, "TINYLORA"},
+    C{PeftType::PSOFT, "PSOFT"},
+    C{PeftType::PEANUT, "PEANUT"},
+    C{PeftType::SUPERTUNING, "SUPERTUNING"},
+    C{PeftType::DEFT, "DEFT"},
 };
 
-// In PeftType order (the first kPeftTypeCountV0_18_0 enumerators).
-constexpr TypeTable kTables[] = {
-    {true, kPromptTuningConfig},           // PROMPT_TUNING
-    {true, kMultitaskPromptTuningConfig},  // MULTITASK_PROMPT_TUNING
-    {true, kPromptEncoderConfig},          // P_TUNING
-    {true, kPrefixTuningConfig},           // PREFIX_TUNING
-    {false, kLoraConfig},                  // LORA
-    {false, kAdaLoraConfig},               // ADALORA
-    {false, kBOFTConfig},                  // BOFT
-    {false, kAdaptionPromptConfig},        // ADAPTION_PROMPT
-    {false, kIA3Config},                   // IA3
-    {false, kLoHaConfig},                  // LOHA
-    {false, kLoKrConfig},                  // LOKR
-    {false, kOFTConfig},                   // OFT
-    {false, kPolyConfig},                  // POLY
-    {false, kLNTuningConfig},              // LN_TUNING
-    {false, kVeraConfig},                  // VERA
-    {false, kFourierFTConfig},             // FOURIERFT
-    {false, kXLoraConfig},                 // XLORA
-    {false, kHRAConfig},                   // HRA
-    {false, kVBLoRAConfig},                // VBLORA
-    {true, kCPTConfig},                    // CPT
-    {false, kBoneConfig},                  // BONE
-    {false, kMissConfig},                  // MISS
-    {false, kRandLoraConfig},              // RANDLORA
-    {false, kRoadConfig},                  // ROAD
-    {false, kTrainableTokensConfig},       // TRAINABLE_TOKENS
-    {false, kShiraConfig},                 // SHIRA
-    {false, kC3AConfig},                   // C3A
-    {false, kWaveFTConfig},                // WAVEFT
-    {false, kOSFConfig},                   // OSF
-    {false, kDeloraConfig},                // DELORA
-};
-static_assert(std::size(kTables) == kPeftTypeCountV0_18_0);
+constexpr bool covers_every_type_in_order() {
+  if (std::size(kMethodConfigs) != kPeftTypeCount) return false;
+  for (std::size_t i = 0; i < std::size(kMethodConfigs); ++i) {
+    if (static_cast<std::size_t>(kMethodConfigs[i].type) != i) return false;
+    if ((i < kPeftTypeCountV0_18_0) == kMethodConfigs[i].own_fields.empty()) return false;
+  }
+  return true;
+}
+static_assert(covers_every_type_in_order(),
+              "one row per PeftType, in enum order; field lists exactly for v0.18.0 types");
 
 }  // namespace
+
+const MethodConfig& method_config(PeftType type) noexcept {
+  return kMethodConfigs[static_cast<std::size_t>(type)];
+}
+
+std::span<const MethodConfig> all_method_configs() noexcept {
+  return kMethodConfigs;
+}
 
 std::vector<FieldDefault> declared_fields(PeftType type) {
   std::vector<FieldDefault> out;
   if (!in_peft_0_18_0(type)) return out;
-  const TypeTable& table = kTables[static_cast<std::size_t>(type)];
+  const MethodConfig& method = method_config(type);
   out.assign(std::begin(kCommon), std::end(kCommon));
-  if (table.prompt_learning)
+  if (method.prompt_learning)
     out.insert(out.end(), std::begin(kPromptLearning), std::end(kPromptLearning));
-  out.insert(out.end(), table.own.begin(), table.own.end());
+  out.insert(out.end(), method.own_fields.begin(), method.own_fields.end());
   return out;
 }
 
