@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "config/config_json.hpp"
+#include "config/method_config.hpp"
 #include "peft/error.hpp"
 
 namespace peft {
@@ -169,7 +170,7 @@ int PeftConfig::r() const {
 
 double PeftConfig::lora_alpha() const {
   const PeftType type = peft_type();
-  const char* field = (type == PeftType::LOHA || type == PeftType::LOKR) ? "alpha" : "lora_alpha";
+  const std::string_view field = detail::method_config(type).alpha_field;
   const Json* value = find(field);
   if (value == nullptr) missing(source_, field, type);
   return to_double(source_, field, *value);
@@ -255,7 +256,7 @@ std::optional<std::vector<std::string>> PeftConfig::layers_pattern() const {
 }
 
 std::map<std::string, int> PeftConfig::rank_pattern() const {
-  if (peft_type() == PeftType::ADALORA) {
+  if (detail::method_config(peft_type()).ranks == detail::Ranks::AdaLoraMasks) {
     throw Error(ErrorCode::InvalidArgument, source_,
                 "an AdaLoRA rank_pattern holds rank masks, not ranks: use adalora_rank_masks()");
   }

@@ -5,6 +5,7 @@
 // (methods/registry.hpp, merge/method_table.cpp), keyed by the same enum.
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string_view>
 
@@ -17,6 +18,21 @@ namespace peft::detail {
 // PEFT's refusals for one config class (config_checks.cpp); throws InvalidConfigValue.
 using ConfigCheckFn = void (*)(const PeftConfig& config);
 
+// How a module's rank is found (module_match.cpp: rank_for).
+enum class Ranks : std::uint8_t {
+  R,             // the config's r
+  Pattern,       // rank_pattern (first matching key), else r
+  AdaLoraMasks,  // the kept slots of the AdaLoRA rank mask naming the module, else init_r
+  NotPerName,    // derived from the weights (OSF): no per-name answer
+};
+
+// Which modules the method adapts (module_match.cpp: match_target).
+enum class Targets : std::uint8_t {
+  Modules,          // target_modules / exclude_modules / layers_to_transform
+  None,             // prompt learning, X-LoRA: no module is wrapped by name
+  AttentionLayers,  // adaption prompt: the attention of the last adapter_layers layers
+};
+
 struct MethodConfig {
   PeftType type;
   std::string_view name;  // the peft_type string
@@ -27,6 +43,10 @@ struct MethodConfig {
   // Declared after the common (and prompt-learning) fields; empty after v0.18.0.
   std::span<const FieldDefault> own_fields = {};
   ConfigCheckFn check = nullptr;
+  Targets targets = Targets::Modules;
+  Ranks ranks = Ranks::R;
+  std::string_view alpha_field = "lora_alpha";  // LoHa and LoKr say "alpha"
+  bool alpha_pattern = false;                   // alpha_pattern overrides per module
 };
 
 const MethodConfig& method_config(PeftType type) noexcept;

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "config/method_config.hpp"
 #include "peft/error.hpp"
 #include "pycompat/python_regex.hpp"
 
@@ -89,9 +90,9 @@ bool layer_allowed(const PeftConfig& config, std::string_view module_name) {
 }  // namespace
 
 TargetMatch match_target(const PeftConfig& config, std::string_view module_name) {
-  const PeftType type = config.peft_type();
-  if (config.is_prompt_learning() || type == PeftType::XLORA) return TargetMatch::NotTargeted;
-  if (type == PeftType::ADAPTION_PROMPT) {
+  const detail::Targets kind = detail::method_config(config.peft_type()).targets;
+  if (kind == detail::Targets::None) return TargetMatch::NotTargeted;
+  if (kind == detail::Targets::AttentionLayers) {
     throw Error(ErrorCode::Unsupported, config.source(),
                 "ADAPTION_PROMPT adapts the attention modules of the model's last adapter_layers "
                 "layers; a module name alone does not decide it");
@@ -170,18 +171,14 @@ std::optional<std::string> pattern_key(const PeftConfig& config, std::string_vie
 }
 
 int rank_for(const PeftConfig& config, std::string_view module_name) {
-  const PeftType type = config.peft_type();
-  switch (type) {
-    case PeftType::LORA:
-    case PeftType::LOHA:
-    case PeftType::LOKR:
-    case PeftType::DELORA: {
+  switch (detail::method_config(config.peft_type()).ranks) {
+    case detail::Ranks::Pattern: {
       const auto key = pattern_key(config, "rank_pattern", module_name);
       if (!key) return config.r();
       const auto ranks = config.rank_pattern();
       return ranks.at(*key);
     }
-    case PeftType::ADALORA: {
+    case detail::Ranks::AdaLoraMasks: {
       // Keys are parameter paths "<module>.lora_E", possibly still followed by the
       // adapter name; PEFT resizes the module that path names.
       for (const auto& [key, mask] : config.adalora_rank_masks()) {
@@ -198,27 +195,24 @@ int rank_for(const PeftConfig& config, std::string_view module_name) {
       }
       return static_cast<int>(config.get_int("init_r", 12));
     }
-    case PeftType::OSF:
+    case detail::Ranks::NotPerName:
       throw Error(ErrorCode::Unsupported, config.source(),
-                  "OSF ranks follow effective_rank/rank_pattern applied to each weight's "
-                  "singular values; they are not a per-name lookup");
-    default:
-      return config.r();
+                  fmt::format("{} ranks follow effective_rank/rank_pattern applied to each "
+                              "weight's singular values; they are not a per-name lookup",
+                              to_string(config.peft_type())));
+    case detail::Ranks::R:
+      break;
   }
+  return config.r();
 }
 
 double alpha_for(const PeftConfig& config, std::string_view module_name) {
-  switch (config.peft_type()) {
-    case PeftType::LORA:
-    case PeftType::LOHA:
-    case PeftType::LOKR: {
-      const auto key = pattern_key(config, "alpha_pattern", module_name);
-      if (!key) return config.lora_alpha();
+  if (detail::method_config(config.peft_type()).alpha_pattern) {
+    if (const auto key = pattern_key(config, "alpha_pattern", module_name)) {
       return config.alpha_pattern().at(*key);
     }
-    default:
-      return config.lora_alpha();
   }
+  return config.lora_alpha();
 }
 
 }  // namespace peft
