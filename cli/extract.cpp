@@ -31,7 +31,7 @@ void refuse_mismatched_config(const peft::PeftModel& model, const std::string& a
     if (p.severity != peft::Severity::Error) continue;
     throw peft::Error(peft::ErrorCode::InvalidArgument, config,
                       fmt::format("does not describe the adapter '{}' in the model: {} [{}] {}",
-                                  adapter, p.where, p.code, p.message));
+                                  adapter, p.source, p.code, p.message));
   }
 }
 
@@ -102,11 +102,13 @@ void register_extract(CLI::App& app, GlobalOptions& global) {
                                  : options->embeddings == "false" ? peft::SaveEmbeddingLayers::No
                                                                   : peft::SaveEmbeddingLayers::Auto;
     refuse_mismatched_config(model, options->adapter, save.save_embedding_layers, options->config);
-    std::vector<std::string> warnings;
+    peft::Diagnostics warnings;
     save.warnings = &warnings;
     peft::save_pretrained(model, out, save);
     if (!global.quiet) {
-      for (const auto& warning : warnings) fmt::print(stderr, "peftcpp: warning: {}\n", warning);
+      for (const auto& warning : warnings) {
+        fmt::print(stderr, "peftcpp: warning: {}\n", peft::to_text(warning));
+      }
       fmt::print("wrote adapter '{}' to {}\n", options->adapter, out.string());
     }
   });

@@ -107,7 +107,7 @@ void print_summary(const peft::AdapterSummary& s, bool with_tensors) {
     if (j.contains("trainable_token_indices") && !j["trainable_token_indices"].is_null()) {
       print_field("trainable tokens", json_text(j["trainable_token_indices"]));
     }
-    for (const auto& warning : c.warnings()) print_field("note", warning);
+    for (const auto& warning : c.warnings()) print_field("note", peft::to_text(warning));
   } else {
     print_field("config", s.config_error);
   }

@@ -158,11 +158,12 @@ peft::CheckpointWriteOptions write_options(const CheckpointOptions& o, const Glo
   return write;
 }
 
-void report(const peft::CheckpointWriteResult& result, const std::vector<std::string>& warnings,
+void report(const peft::CheckpointWriteResult& result, const peft::Diagnostics& warnings,
             const GlobalOptions& global, const std::string& verb, const std::string& out) {
   if (global.quiet) return;
-  for (const auto& w : warnings) fmt::print(stderr, "peftcpp: warning: {}\n", w);
-  for (const auto& w : result.warnings) fmt::print(stderr, "peftcpp: warning: {}\n", w);
+  for (const auto* list : {&warnings, &result.warnings}) {
+    for (const auto& w : *list) fmt::print(stderr, "peftcpp: warning: {}\n", peft::to_text(w));
+  }
   std::uint64_t on_disk = 0;  // the files' sizes, not the tensor bytes
   for (const auto& f : result.files) {
     std::error_code ec;
@@ -219,7 +220,7 @@ void register_merge(CLI::App& app, GlobalOptions& global) {
     }
     const peft::AdapterLocation location;  // each id carries its own @revision and sub folder
     auto adapters = load_adapters(*o, location);
-    std::vector<std::string> warnings;
+    peft::Diagnostics warnings;
     peft::MergeOptions options;
     options.safe_merge = o->safe_merge;
     options.autocast_adapter_dtype = !o->no_autocast;
@@ -264,7 +265,7 @@ void register_unmerge(CLI::App& app, GlobalOptions& global) {
   cmd->callback([o, &global] {
     const peft::AdapterLocation location;  // each id carries its own @revision and sub folder
     auto adapters = load_adapters(*o, location);
-    std::vector<std::string> warnings;
+    peft::Diagnostics warnings;
     peft::MergeOptions options;
     options.autocast_adapter_dtype = !o->no_autocast;
     options.warnings = &warnings;

@@ -26,9 +26,9 @@ void print_grouped(const std::vector<peft::Problem>& problems) {
   std::vector<Group> groups;
   std::map<std::tuple<std::string, std::string, std::string>, std::size_t> index;
   for (const auto& p : problems) {
-    const auto colon = p.where.find(": ");
-    std::string file = colon == std::string::npos ? p.where : p.where.substr(0, colon);
-    std::string place = colon == std::string::npos ? "" : p.where.substr(colon + 2);
+    const auto colon = p.source.find(": ");
+    std::string file = colon == std::string::npos ? p.source : p.source.substr(0, colon);
+    std::string place = colon == std::string::npos ? "" : p.source.substr(colon + 2);
     const auto key = std::make_tuple(p.code, p.message, file);
     auto [it, added] = index.emplace(key, groups.size());
     if (added) groups.push_back({&p, file, {}});

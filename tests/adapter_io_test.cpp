@@ -119,13 +119,13 @@ TEST_P(AdapterFolders, SavePretrainedWritesWhatPeftWrote) {
     expect_same_config(initial_copy / "adapter_config.json",
                        fs::path(initial) / "adapter_config.json");
   }
-  std::vector<std::string> warnings;
+  Diagnostics warnings;
   options.warnings = &warnings;
   save_pretrained(model, out.path(), options);
   // Python's default warning filter shows a repeated warning once.
   std::vector<std::string> python;
   for (const auto& w : warnings) {
-    const std::string shown = "UserWarning: " + w;
+    const std::string shown = "UserWarning: " + w.message;
     if (std::find(python.begin(), python.end(), shown) == python.end()) python.push_back(shown);
   }
   EXPECT_EQ(python, PeftRefCase::strings(c.json()["save_pretrained"]["warnings"]));

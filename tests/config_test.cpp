@@ -23,8 +23,9 @@ PeftConfig parse(std::string_view text) {
 }
 
 bool any_warning_contains(const PeftConfig& config, std::string_view fragment) {
-  return std::any_of(config.warnings().begin(), config.warnings().end(),
-                     [&](const std::string& w) { return w.find(fragment) != std::string::npos; });
+  return std::any_of(config.warnings().begin(), config.warnings().end(), [&](const Diagnostic& w) {
+    return to_text(w).find(fragment) != std::string::npos;
+  });
 }
 
 // --- PeftType / TaskType --------------------------------------------------------------

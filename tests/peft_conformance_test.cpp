@@ -97,9 +97,9 @@ void compare_lists(const std::string& what, const std::vector<std::string>& actu
 }
 
 // PEFT's warnings as Python's warnings module reports them.
-std::vector<std::string> as_python_warnings(const std::vector<std::string>& warnings) {
+std::vector<std::string> as_python_warnings(const Diagnostics& warnings) {
   std::vector<std::string> out;
-  for (const auto& warning : warnings) out.push_back("UserWarning: " + warning);
+  for (const auto& warning : warnings) out.push_back("UserWarning: " + warning.message);
   return out;
 }
 
@@ -117,7 +117,7 @@ void check_save(const PeftRefCase& c, Failures& failures) {
     GetStateDictOptions options;
     options.adapter_name = args["adapter_name"].get<std::string>();
     options.save_embedding_layers = embedding_option(args["save_embedding_layers"]);
-    std::vector<std::string> warnings;
+    Diagnostics warnings;
     options.warnings = &warnings;
     const StateDict saved = get_peft_model_state_dict(model, options);
     compare_lists("save '" + adapter + "' warnings", as_python_warnings(warnings),
@@ -165,7 +165,7 @@ void check_load(const PeftRefCase& c, Failures& failures) {
     options.adapter_name = args["adapter_name"].get<std::string>();
     options.ignore_mismatched_sizes = args["ignore_mismatched_sizes"].get<bool>();
     options.low_cpu_mem_usage = args["low_cpu_mem_usage"].get<bool>();
-    std::vector<std::string> warnings;
+    Diagnostics warnings;
     options.warnings = &warnings;
     StateDict input = load_step_input(c, index, step);
     const bool expect_error = !step["error"].is_null();

@@ -51,7 +51,7 @@ TEST(PeftStateDict, SizeMismatchCopiesTheRestThenFails) {
 
   SetStateDictOptions ignore;
   ignore.ignore_mismatched_sizes = true;
-  std::vector<std::string> warnings;
+  Diagnostics warnings;
   ignore.warnings = &warnings;
   const LoadResult result = set_peft_model_state_dict(model, saved, ignore);
   ASSERT_EQ(result.mismatched_keys.size(), 1u);

@@ -48,7 +48,7 @@ TEST(Validate, EveryAdapterPeftWroteIsClean) {
       continue;
     const auto exemptions = exemptions_of(entry.path());
     for (const auto& p : validate_adapter_folder(entry.path())) {
-      const fs::path where = fs::path(p.where.substr(0, p.where.find(": ")));
+      const fs::path where = fs::path(p.source.substr(0, p.source.find(": ")));
       const fs::path folder = fs::is_directory(where) ? where : where.parent_path();
       const std::string sub = fs::relative(folder, entry.path()).lexically_normal().string();
       const std::string key = sub == "." ? "" : sub;
@@ -56,7 +56,7 @@ TEST(Validate, EveryAdapterPeftWroteIsClean) {
       // PEFT accepts target names that match nothing as long as one matches: a true warning,
       // not an alarm, and a fixture set may well contain such a config.
       if (p.code == "targeted_without_weights") continue;
-      ADD_FAILURE() << entry.path().filename() << ": " << p.where << " [" << p.code << "] "
+      ADD_FAILURE() << entry.path().filename() << ": " << p.source << " [" << p.code << "] "
                     << p.message;
     }
     ++checked;
@@ -69,7 +69,7 @@ TEST(Validate, SharedBanksAndProjectionsAreNotModules) {
     const fs::path c = testing::peft_ref_root() / name;
     if (!fs::exists(c)) GTEST_SKIP() << c << " is absent from this fixture set";
     for (const auto& p : validate_adapter_folder(c)) {
-      EXPECT_NE(p.code, "untargeted_module") << name << ": " << p.where;
+      EXPECT_NE(p.code, "untargeted_module") << name << ": " << p.source;
     }
   }
 }
@@ -130,7 +130,7 @@ TEST(Validate, EveryDeclaredFieldIsTypeChecked) {
   std::map<std::string, std::pair<std::string, Severity>> found;  // field -> code, severity
   for (const auto& p : validate_adapter_folder(dir.path())) {
     if (p.code.starts_with("field_type"))
-      found[p.where.substr(p.where.rfind(": ") + 2)] = {p.code, p.severity};
+      found[p.source.substr(p.source.rfind(": ") + 2)] = {p.code, p.severity};
   }
   EXPECT_EQ(found["r"].first, "field_type");
   EXPECT_EQ(found["lora_alpha"].first, "field_type");
@@ -155,7 +155,7 @@ TEST(Validate, FractionsOnlyWhereTheyCount) {
       << R"({"peft_type": "LORA", "r": 8.5, "lora_alpha": 0.5, "target_modules": ["lin0"]})";
   std::vector<std::string> codes;
   for (const auto& p : validate_adapter_folder(dir.path())) {
-    if (p.code.starts_with("field_type")) codes.push_back(p.code + " " + p.where);
+    if (p.code.starts_with("field_type")) codes.push_back(p.code + " " + p.source);
   }
   ASSERT_EQ(codes.size(), 1u) << ::testing::PrintToString(codes);
   EXPECT_TRUE(codes[0].starts_with("field_type_float")) << codes[0];

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "peft/config.hpp"
+#include "peft/diagnostic.hpp"
 #include "peft/peft_model.hpp"
 #include "peft/peft_state_dict.hpp"
 #include "peft/state_dict.hpp"
@@ -70,7 +71,7 @@ struct SavePretrainedOptions {
   // PiSSA / CorDA / OLoRA: the folder where the untrained adapter was saved; the written
   // adapter becomes a plain LoRA (rank doubled) for the original base weights.
   std::optional<std::filesystem::path> path_initial_model_for_weight_conversion;
-  std::vector<std::string>* warnings = nullptr;
+  Diagnostics* warnings = nullptr;
 };
 
 // Writes every selected adapter as PEFT does: "default" into `folder`, adapter X into
@@ -89,7 +90,7 @@ struct FromPretrainedOptions {
   bool ignore_mismatched_sizes = false;
   bool low_cpu_mem_usage = false;
   std::vector<std::pair<std::string, std::string>> key_mapping;
-  std::vector<std::string>* warnings = nullptr;
+  Diagnostics* warnings = nullptr;
 };
 
 // Loads the adapter `id_or_path` into `model` under options.adapter_name: reads its

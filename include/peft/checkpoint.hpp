@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "peft/adapter_io.hpp"
+#include "peft/diagnostic.hpp"
 #include "peft/dtype.hpp"
 #include "peft/merge.hpp"
 #include "peft/safetensors.hpp"
@@ -57,7 +58,7 @@ struct CheckpointLayout {
   std::optional<std::filesystem::path> index;     // model.safetensors.index.json, when sharded
   std::vector<CheckpointShard> shards;            // in index order (sorted file names)
   std::vector<std::string> unmapped;              // "<shard>: <name>" present but not mapped
-  std::vector<std::string> warnings;              // e.g. total_size disagreeing with the shards
+  Diagnostics warnings;                           // e.g. total_size disagreeing with the shards
   std::optional<std::uint64_t> total_parameters;  // the index's, when it has one
 
   std::size_t tensor_count() const;
@@ -132,7 +133,7 @@ struct CheckpointWriteResult {
   std::size_t tensors = 0;
   std::size_t changed = 0;  // tensors the adapters changed
   std::uint64_t bytes = 0;  // tensor bytes written
-  std::vector<std::string> warnings;
+  Diagnostics warnings;
 };
 
 // Writes `state` as transformers' save_pretrained does (a single file when everything fits

@@ -37,6 +37,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "peft/diagnostic.hpp"
 #include "peft/peft_type.hpp"
 
 namespace peft {
@@ -89,7 +90,7 @@ class PeftConfig {
   const std::string& source() const noexcept { return source_; }
   // What PEFT would warn about when loading this config, plus what peftcpp does
   // differently (kept fields, skipped byte order mark, ...).
-  const std::vector<std::string>& warnings() const noexcept { return warnings_; }
+  const Diagnostics& warnings() const noexcept { return warnings_; }
   // Members PEFT v0.18.0 does not declare for this type (sorted): it drops them with a
   // warning, we keep them. Empty for types added after v0.18.0 (no table is known).
   std::vector<std::string> unknown_fields() const;
@@ -185,7 +186,7 @@ class PeftConfig {
 
   nlohmann::json json_;
   std::string source_;
-  std::vector<std::string> warnings_;
+  Diagnostics warnings_;
   KeyOrder key_order_;
 };
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "peft/config.hpp"
+#include "peft/diagnostic.hpp"
 #include "peft/dtype.hpp"
 #include "peft/file_format.hpp"
 #include "peft/state_dict.hpp"
@@ -33,10 +34,10 @@ void convert_adapter(const std::filesystem::path& in, const std::filesystem::pat
                      const ConvertOptions& options);
 
 struct SaveAdapterOptions {
-  bool safe_serialization = true;                // false: adapter_model.bin
-  bool overwrite = false;                        // replace an adapter already in the folder
-  bool durable = false;                          // fsync files and folder
-  std::vector<std::string>* warnings = nullptr;  // validate's warnings, when given
+  bool safe_serialization = true;   // false: adapter_model.bin
+  bool overwrite = false;           // replace an adapter already in the folder
+  bool durable = false;             // fsync files and folder
+  Diagnostics* warnings = nullptr;  // validate's warnings, when given
 };
 
 // The common case without a PeftModel: writes `config` and `weights` with saved keys (what

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "peft/config.hpp"
+#include "peft/diagnostic.hpp"
 #include "peft/state_dict.hpp"
 
 namespace peft {
@@ -58,7 +59,7 @@ struct MergeOptions {
   // for tie_word_embeddings: an adapter on either name changes both tensors.
   std::vector<std::pair<std::string, std::string>> tied_keys;
   // Receives notes about what the merge did differently from the letter of the config.
-  std::vector<std::string>* warnings = nullptr;
+  Diagnostics* warnings = nullptr;
 };
 
 namespace merge {

@@ -7,6 +7,7 @@
 #include "peft/checkpoint.hpp"
 #include "peft/config.hpp"
 #include "peft/convert.hpp"
+#include "peft/diagnostic.hpp"
 #include "peft/dtype.hpp"
 #include "peft/error.hpp"
 #include "peft/file_format.hpp"

@@ -13,6 +13,7 @@
 #include <tuple>
 #include <vector>
 
+#include "peft/diagnostic.hpp"
 #include "peft/peft_model.hpp"
 #include "peft/state_dict.hpp"
 
@@ -24,7 +25,7 @@ struct GetStateDictOptions {
   std::string adapter_name = "default";
   SaveEmbeddingLayers save_embedding_layers = SaveEmbeddingLayers::Auto;
   // Where PEFT's warnings go (they are never printed by the library).
-  std::vector<std::string>* warnings = nullptr;
+  Diagnostics* warnings = nullptr;
 };
 
 // The adapter's tensors under their saved keys, in PEFT's order. Like PEFT, AdaLoRA
@@ -37,7 +38,7 @@ struct SetStateDictOptions {
   // The adapter's tensors were created without storage: adopt the loaded tensors
   // (their dtype), then cast floating ones to the dtype of their layer's base weight.
   bool low_cpu_mem_usage = false;
-  std::vector<std::string>* warnings = nullptr;
+  Diagnostics* warnings = nullptr;
 };
 
 struct MismatchedKey {

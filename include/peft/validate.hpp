@@ -12,22 +12,14 @@
 #include <nlohmann/json.hpp>
 
 #include "peft/config.hpp"
+#include "peft/diagnostic.hpp"
 #include "peft/state_dict.hpp"
 
 namespace peft {
 
-enum class Severity {
-  Error,    // PEFT fails on it, or loads other values than the files hold
-  Warning,  // worth knowing, harmless for loading (e.g. a stale second weights file)
-};
-
-struct Problem {
-  std::string code;     // stable identifier, e.g. "empty_weights", "rank_mismatch"
-  std::string where;    // file (and key) concerned
-  std::string message;  // what is wrong
-  std::string hint;     // what to do
-  Severity severity = Severity::Error;
-};
+// A problem validate found: a Diagnostic whose source is the file (and key) concerned,
+// with a hint; Severity::Error for what makes PEFT fail or load other values.
+using Problem = Diagnostic;
 
 // Every problem of the adapter(s) in `folder` (the root and its adapter sub folders).
 // Throws NotFound when `folder` is not a folder.
@@ -38,7 +30,7 @@ std::vector<Problem> validate_adapter_folder(const std::filesystem::path& folder
 std::vector<Problem> validate_file(const std::filesystem::path& file);
 
 // The problems of an adapter held in memory (a config and its saved-key weights): the
-// checks of validate_adapter_folder that do not need files. `where` names `source`.
+// checks of validate_adapter_folder that do not need files, with `source` as their source.
 std::vector<Problem> validate_adapter(const PeftConfig& config, const StateDict& weights,
                                       const std::string& source);
 

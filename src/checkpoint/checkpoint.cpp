@@ -199,15 +199,17 @@ CheckpointLayout read_checkpoint_index(const fs::path& index_file) {
     layout.shards.push_back(std::move(shard));
   }
   if (!layout.unmapped.empty()) {
-    layout.warnings.push_back(
-        fmt::format("{}: {} tensors stored in shards are not in weight_map and are ignored, as "
-                    "transformers does: {}",
-                    index_file.string(), layout.unmapped.size(), quoted_list(layout.unmapped)));
+    report_warning(&layout.warnings, "unmapped_tensors",
+                   fmt::format("{} tensors stored in shards are not in weight_map and are "
+                               "ignored, as transformers does: {}",
+                               layout.unmapped.size(), quoted_list(layout.unmapped)),
+                   index_file.string());
   }
   if (total_size && *total_size != layout.total_bytes()) {
-    layout.warnings.push_back(
-        fmt::format("{}: metadata.total_size is {} but the mapped tensors take {} bytes",
-                    index_file.string(), *total_size, layout.total_bytes()));
+    report_warning(&layout.warnings, "total_size_mismatch",
+                   fmt::format("metadata.total_size is {} but the mapped tensors take {} bytes",
+                               *total_size, layout.total_bytes()),
+                   index_file.string());
   }
   return layout;
 }

@@ -26,37 +26,6 @@ namespace {
 constexpr std::uintmax_t kMaxConfigBytes = 64u << 20;
 constexpr std::string_view kConfigName = "adapter_config.json";
 
-// Releases compare by their numeric part; a pre-release or dev suffix sorts before the
-// release (PEP 440), a post-release or local suffix after it.
-bool version_before_0_18_0(std::string_view version) {
-  version = version.substr(0, version.find('@'));
-  std::vector<long> parts;
-  std::size_t pos = 0;
-  while (pos < version.size() && std::isdigit(static_cast<unsigned char>(version[pos]))) {
-    long value = 0;
-    while (pos < version.size() && std::isdigit(static_cast<unsigned char>(version[pos]))) {
-      value = std::min<long>(value * 10 + (version[pos] - '0'), 1'000'000'000L);
-      ++pos;
-    }
-    parts.push_back(value);
-    if (pos + 1 < version.size() && version[pos] == '.' &&
-        std::isdigit(static_cast<unsigned char>(version[pos + 1]))) {
-      ++pos;
-    } else {
-      break;
-    }
-  }
-  parts.resize(std::max<std::size_t>(parts.size(), 3), 0);
-  const std::vector<long> target = {0, 18, 0};
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    const long want = i < target.size() ? target[i] : 0;
-    if (parts[i] != want) return parts[i] < want;
-  }
-  std::string_view rest = version.substr(pos);
-  if (!rest.empty() && rest[0] == '.') rest.remove_prefix(1);
-  return !rest.empty() && rest.substr(0, 4) != "post" && rest[0] != '+';
-}
-
 std::string join(const std::vector<std::string>& items) {
   std::string out;
   for (const auto& item : items) {
@@ -126,18 +95,23 @@ PeftConfig PeftConfig::from_document(nlohmann::json value, std::string source, K
   config.key_order_ = std::move(key_order);
   config.check_structure();
   if (had_bom) {
-    config.warnings_.push_back(fmt::format(
-        "{}: utf8_bom: the text starts with a UTF-8 byte order mark, which Python's json module "
-        "refuses; it was skipped",
-        config.source_));
+    config.warnings_.push_back(Diagnostic{
+        "utf8_bom",
+        Severity::Warning,
+        config.source_,
+        "the text starts with a UTF-8 byte order mark, which Python's json module refuses; it "
+        "was skipped",
+        {}});
   }
   if (config.json_.contains("runtime_config")) {
     config.json_.erase("runtime_config");
     config.key_order_.erase("runtime_config");
-    config.warnings_.push_back(
-        fmt::format("{}: runtime_config: dropped 'runtime_config' (run-time only settings), as "
-                    "PEFT does; it is never written",
-                    config.source_));
+    config.warnings_.push_back(Diagnostic{
+        "runtime_config",
+        Severity::Warning,
+        config.source_,
+        "dropped 'runtime_config' (run-time only settings), as PEFT does; it is never written",
+        {}});
   }
   config.collect_warnings();
   return config;
@@ -182,13 +156,9 @@ void PeftConfig::check_structure() {
 
 void PeftConfig::collect_warnings() {
   const PeftType type = peft_type();
-  const auto warn = [&](std::string_view rule, std::string detail) {
-    warnings_.push_back(source_.empty() ? fmt::format("{}: {}", rule, detail)
-                                        : fmt::format("{}: {}: {}", source_, rule, detail));
-  };
-  const auto member = [&](std::string_view field) -> const Json* {
-    const auto it = json_.find(field);
-    return it == json_.end() ? nullptr : &*it;
+  const auto warn = [&](std::string code, std::string message) {
+    warnings_.push_back(
+        Diagnostic{std::move(code), Severity::Warning, source_, std::move(message), {}});
   };
   if (!in_peft_0_18_0(type)) {
     warn("newer_peft_type", fmt::format("peft_type {} was added after PEFT v0.18.0, which cannot "
@@ -205,104 +175,8 @@ void PeftConfig::collect_warnings() {
                      to_string(type), join(unknown),
                      legacy ? " (enable_lora/merge_weights come from PEFT <= 0.2)" : ""));
   }
-  switch (type) {
-    case PeftType::BONE:
-      warn("deprecated_type",
-           "BONE is deprecated in PEFT v0.18.0 and unknown to PEFT >= 0.19, which reads such "
-           "adapters only after conversion to MISS");
-      break;
-    case PeftType::OFT:
-      if (truthy(member("use_cayley_neumann"))) {
-        const Json* version = member("peft_version");
-        if (version != nullptr && version->is_null()) {
-          warn("oft_cayley_neumann",
-               "use_cayley_neumann with a null peft_version: PEFT v0.18.0 fails to load this "
-               "config");
-        } else if (version == nullptr ||
-                   (version->is_string() &&
-                    version_before_0_18_0(version->get_ref<const std::string&>()))) {
-          warn("oft_cayley_neumann",
-               "use_cayley_neumann with an adapter made before PEFT 0.18.0, which changed that "
-               "parameterization: PEFT warns that the weights need retraining");
-        }
-      }
-      break;
-    case PeftType::VERA:
-    case PeftType::RANDLORA:
-      if (const Json* value = member("save_projection"); value != nullptr && !truthy(value)) {
-        warn("save_projection",
-             "save_projection is false: the shared projections are not in the weights file and "
-             "are regenerated from projection_prng_key");
-      }
-      break;
-    case PeftType::SHIRA:
-      if (const Json* mask = member("mask_type"); mask != nullptr &&
-                                                  !is_string_equal(mask, "random") &&
-                                                  !truthy(member("inference_mode"))) {
-        warn("shira_mask_type",
-             "mask_type is not 'random' and inference_mode is false: PEFT "
-             "needs a custom mask function to train this adapter");
-      }
-      break;
-    case PeftType::XLORA:
-      if (is_null(member("hidden_size"))) {
-        warn("xlora_defaults", "hidden_size is null; PEFT sets it to 4096");
-      }
-      if (is_null(member("adapters")))
-        warn("xlora_defaults", "adapters is null; PEFT sets it to {}");
-      if (truthy(member("enable_softmax_topk")) && is_null(member("top_k_lora"))) {
-        warn("xlora_topk", "enable_softmax_topk is set but top_k_lora is not");
-      }
-      if (truthy(member("enable_softmax_topk")) && truthy(member("enable_softmax"))) {
-        warn("xlora_topk", "enable_softmax_topk and enable_softmax are both set");
-      }
-      if (const Json* k = member("top_k_lora");
-          k != nullptr && k->is_number() && k->get<double>() < 1) {
-        warn("xlora_topk", "top_k_lora is below 1");
-      }
-      break;
-    case PeftType::LORA:
-    case PeftType::ADALORA: {
-      const Json* init = member("init_lora_weights");
-      const bool loftq = is_string_equal(init, "loftq");
-      const bool eva = is_string_equal(init, "eva");
-      const bool corda = is_string_equal(init, "corda");
-      // PEFT tests these as one if/elif chain: at most one of them applies.
-      if (loftq) {
-        // nothing to report
-      } else if (truthy(member("loftq_config"))) {
-        warn("loftq_config",
-             "loftq_config is set but init_lora_weights is not 'loftq': PEFT "
-             "resets it to {}");
-      } else if (eva && is_null(member("eva_config"))) {
-        warn("eva_config",
-             "init_lora_weights is 'eva' without eva_config: PEFT uses the "
-             "default EVA settings");
-      } else if (!eva && !is_null(member("eva_config"))) {
-        warn("eva_config", "eva_config is set but init_lora_weights is not 'eva'; it is ignored");
-      } else if (corda && is_null(member("corda_config"))) {
-        warn("corda_config",
-             "init_lora_weights is 'corda' without corda_config: PEFT uses the "
-             "default CorDA settings");
-      } else if (!corda && !is_null(member("corda_config"))) {
-        warn("corda_config",
-             "corda_config is set but init_lora_weights is not 'corda'; it is ignored");
-      }
-      if (!is_null(member("alora_invocation_tokens")) &&
-          !is_string_equal(member("task_type"), "CAUSAL_LM")) {
-        warn("alora", "alora_invocation_tokens is only supported for task_type CAUSAL_LM");
-      }
-      if (type == PeftType::ADALORA) {
-        const Json* r_value = member("r");
-        if (r_value != nullptr &&
-            !(r_value->is_number_integer() && r_value->get<std::int64_t>() == 8)) {
-          warn("adalora_r", "r is not used by AdaLoRA (init_r and target_r set the ranks)");
-        }
-      }
-      break;
-    }
-    default:
-      break;
+  if (const auto method_warnings = detail::method_config(type).warn) {
+    method_warnings(*this, warnings_);
   }
 }
 

@@ -1,7 +1,10 @@
-// The refusals of PEFT v0.18.0's config classes (docs/peft-rules.md §5.2), one function
-// per class; the method registry's config rows (method_configs.cpp) say which runs for
-// which type, and PeftConfig::validate runs it.
+// The refusals of PEFT v0.18.0's config classes (docs/peft-rules.md §5.2) and the warnings
+// PEFT gives when it loads them, one function per class; the method registry's config
+// rows (method_configs.cpp) say which runs for which type. PeftConfig::validate runs the
+// refusals, loading collects the warnings.
 #include <algorithm>
+#include <cctype>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -230,6 +233,159 @@ void check_cpt(const PeftConfig& config) {
       rules.reject("C30",
                    "cpt_token_ids, cpt_mask and cpt_tokens_type_mask must have the same length");
     }
+  }
+}
+
+// --- warnings: what PEFT warns about when it loads the config ------------------------
+namespace {
+
+// Releases compare by their numeric part; a pre-release or dev suffix sorts before the
+// release (PEP 440), a post-release or local suffix after it.
+bool version_before_0_18_0(std::string_view version) {
+  version = version.substr(0, version.find('@'));
+  std::vector<long> parts;
+  std::size_t pos = 0;
+  while (pos < version.size() && std::isdigit(static_cast<unsigned char>(version[pos]))) {
+    long value = 0;
+    while (pos < version.size() && std::isdigit(static_cast<unsigned char>(version[pos]))) {
+      value = std::min<long>(value * 10 + (version[pos] - '0'), 1'000'000'000L);
+      ++pos;
+    }
+    parts.push_back(value);
+    if (pos + 1 < version.size() && version[pos] == '.' &&
+        std::isdigit(static_cast<unsigned char>(version[pos + 1]))) {
+      ++pos;
+    } else {
+      break;
+    }
+  }
+  parts.resize(std::max<std::size_t>(parts.size(), 3), 0);
+  const std::vector<long> target = {0, 18, 0};
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const long want = i < target.size() ? target[i] : 0;
+    if (parts[i] != want) return parts[i] < want;
+  }
+  std::string_view rest = version.substr(pos);
+  if (!rest.empty() && rest[0] == '.') rest.remove_prefix(1);
+  return !rest.empty() && rest.substr(0, 4) != "post" && rest[0] != '+';
+}
+
+class Warnings {
+ public:
+  Warnings(const PeftConfig& config, Diagnostics& out) : config_(config), out_(out) {}
+  void operator()(std::string code, std::string message) const {
+    out_.push_back(
+        Diagnostic{std::move(code), Severity::Warning, config_.source(), std::move(message), {}});
+  }
+  // The member as written (not its default).
+  const Json* written(std::string_view field) const {
+    const auto it = config_.json().find(field);
+    return it == config_.json().end() ? nullptr : &*it;
+  }
+
+ private:
+  const PeftConfig& config_;
+  Diagnostics& out_;
+};
+
+}  // namespace
+
+void warn_bone(const PeftConfig& config, Diagnostics& out) {
+  Warnings(config, out)("deprecated_type",
+                        "BONE is deprecated in PEFT v0.18.0 and unknown to PEFT >= 0.19, which "
+                        "reads such adapters only after conversion to MISS");
+}
+
+void warn_oft(const PeftConfig& config, Diagnostics& out) {
+  const Warnings warn(config, out);
+  if (!truthy(warn.written("use_cayley_neumann"))) return;
+  const Json* version = warn.written("peft_version");
+  if (version != nullptr && version->is_null()) {
+    warn("oft_cayley_neumann",
+         "use_cayley_neumann with a null peft_version: PEFT v0.18.0 fails to load this config");
+  } else if (version == nullptr ||
+             (version->is_string() &&
+              version_before_0_18_0(version->get_ref<const std::string&>()))) {
+    warn("oft_cayley_neumann",
+         "use_cayley_neumann with an adapter made before PEFT 0.18.0, which changed that "
+         "parameterization: PEFT warns that the weights need retraining");
+  }
+}
+
+void warn_projections(const PeftConfig& config, Diagnostics& out) {
+  const Warnings warn(config, out);
+  if (const Json* value = warn.written("save_projection"); value != nullptr && !truthy(value)) {
+    warn("save_projection",
+         "save_projection is false: the shared projections are not in the weights file and are "
+         "regenerated from projection_prng_key");
+  }
+}
+
+void warn_shira(const PeftConfig& config, Diagnostics& out) {
+  const Warnings warn(config, out);
+  const Json* mask = warn.written("mask_type");
+  if (mask != nullptr && !is_string_equal(mask, "random") &&
+      !truthy(warn.written("inference_mode"))) {
+    warn("shira_mask_type",
+         "mask_type is not 'random' and inference_mode is false: PEFT needs a custom mask "
+         "function to train this adapter");
+  }
+}
+
+void warn_xlora(const PeftConfig& config, Diagnostics& out) {
+  const Warnings warn(config, out);
+  if (is_null(warn.written("hidden_size"))) {
+    warn("xlora_defaults", "hidden_size is null; PEFT sets it to 4096");
+  }
+  if (is_null(warn.written("adapters")))
+    warn("xlora_defaults", "adapters is null; PEFT sets it to {}");
+  if (truthy(warn.written("enable_softmax_topk")) && is_null(warn.written("top_k_lora"))) {
+    warn("xlora_topk", "enable_softmax_topk is set but top_k_lora is not");
+  }
+  if (truthy(warn.written("enable_softmax_topk")) && truthy(warn.written("enable_softmax"))) {
+    warn("xlora_topk", "enable_softmax_topk and enable_softmax are both set");
+  }
+  if (const Json* k = warn.written("top_k_lora");
+      k != nullptr && k->is_number() && k->get<double>() < 1) {
+    warn("xlora_topk", "top_k_lora is below 1");
+  }
+}
+
+void warn_lora(const PeftConfig& config, Diagnostics& out) {
+  const Warnings warn(config, out);
+  const Json* init = warn.written("init_lora_weights");
+  const bool eva = is_string_equal(init, "eva");
+  const bool corda = is_string_equal(init, "corda");
+  // PEFT tests these as one if/elif chain: at most one of them applies.
+  if (is_string_equal(init, "loftq")) {
+    // nothing to report
+  } else if (truthy(warn.written("loftq_config"))) {
+    warn("loftq_config",
+         "loftq_config is set but init_lora_weights is not 'loftq': PEFT resets it to {}");
+  } else if (eva && is_null(warn.written("eva_config"))) {
+    warn("eva_config",
+         "init_lora_weights is 'eva' without eva_config: PEFT uses the default EVA settings");
+  } else if (!eva && !is_null(warn.written("eva_config"))) {
+    warn("eva_config", "eva_config is set but init_lora_weights is not 'eva'; it is ignored");
+  } else if (corda && is_null(warn.written("corda_config"))) {
+    warn("corda_config",
+         "init_lora_weights is 'corda' without corda_config: PEFT uses the default CorDA "
+         "settings");
+  } else if (!corda && !is_null(warn.written("corda_config"))) {
+    warn("corda_config", "corda_config is set but init_lora_weights is not 'corda'; it is ignored");
+  }
+  if (!is_null(warn.written("alora_invocation_tokens")) &&
+      !is_string_equal(warn.written("task_type"), "CAUSAL_LM")) {
+    warn("alora", "alora_invocation_tokens is only supported for task_type CAUSAL_LM");
+  }
+}
+
+void warn_adalora(const PeftConfig& config, Diagnostics& out) {
+  warn_lora(config, out);
+  const Warnings warn(config, out);
+  const Json* r_value = warn.written("r");
+  if (r_value != nullptr && !(r_value->is_number_integer() && r_value->get<std::int64_t>() == 8)) {
+    warn("adalora_r", "r is not used by AdaLoRA (init_r and target_r set the ranks)");
   }
 }
 

@@ -11,12 +11,15 @@
 
 #include "config/config_defaults.hpp"
 #include "peft/config.hpp"
+#include "peft/diagnostic.hpp"
 #include "peft/peft_type.hpp"
 
 namespace peft::detail {
 
 // PEFT's refusals for one config class (config_checks.cpp); throws InvalidConfigValue.
 using ConfigCheckFn = void (*)(const PeftConfig& config);
+// What PEFT warns about when it loads one config class (config_checks.cpp).
+using ConfigWarnFn = void (*)(const PeftConfig& config, Diagnostics& out);
 
 // How a module's rank is found (module_match.cpp: rank_for).
 enum class Ranks : std::uint8_t {
@@ -43,6 +46,7 @@ struct MethodConfig {
   // Declared after the common (and prompt-learning) fields; empty after v0.18.0.
   std::span<const FieldDefault> own_fields = {};
   ConfigCheckFn check = nullptr;
+  ConfigWarnFn warn = nullptr;
   Targets targets = Targets::Modules;
   Ranks ranks = Ranks::R;
   std::string_view alpha_field = "lora_alpha";  // LoHa and LoKr say "alpha"
@@ -66,5 +70,13 @@ void check_ia3(const PeftConfig& config);
 void check_road(const PeftConfig& config);
 void check_prompt_tuning(const PeftConfig& config);  // also multitask prompt tuning
 void check_cpt(const PeftConfig& config);
+
+void warn_lora(const PeftConfig& config, Diagnostics& out);
+void warn_adalora(const PeftConfig& config, Diagnostics& out);
+void warn_bone(const PeftConfig& config, Diagnostics& out);
+void warn_oft(const PeftConfig& config, Diagnostics& out);
+void warn_projections(const PeftConfig& config, Diagnostics& out);  // VeRA, RandLoRA
+void warn_shira(const PeftConfig& config, Diagnostics& out);
+void warn_xlora(const PeftConfig& config, Diagnostics& out);
 
 }  // namespace peft::detail

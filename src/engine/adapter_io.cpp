@@ -324,9 +324,9 @@ LoadResult from_pretrained(PeftModel& model, const std::string& id_or_path,
             "be the potential reason for missing adapter keys. ",
             options.adapter_name, prefix);
       }
-      options.warnings->push_back(message +
-                                  "Found missing adapter keys while loading the checkpoint: " +
-                                  python_list(reported) + ".");
+      report_warning(options.warnings, "missing_adapter_keys",
+                     message + "Found missing adapter keys while loading the checkpoint: " +
+                         python_list(reported) + ".");
     }
     return result;
   });

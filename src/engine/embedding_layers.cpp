@@ -83,15 +83,16 @@ bool embedding_is_targeted(const PeftModel& model, const PeftConfig& config) {
 
 bool resolve_save_embedding_layers(const PeftModel& model, const PeftConfig& config,
                                    SaveEmbeddingLayers requested, bool targeted,
-                                   std::vector<std::string>* warnings) {
-  const auto warn = [warnings](std::string message) {
-    if (warnings != nullptr) warnings->push_back(std::move(message));
+                                   Diagnostics* warnings) {
+  const auto warn = [warnings](std::string code, std::string message) {
+    report_warning(warnings, std::move(code), std::move(message));
   };
   if (requested != SaveEmbeddingLayers::Auto) return requested == SaveEmbeddingLayers::Yes;
   const bool trainable_tokens = config.peft_type() == PeftType::TRAINABLE_TOKENS ||
                                 config.trainable_token_indices().has_value();
   if (targeted && !trainable_tokens) {
     warn(
+        "save_embedding_layers",
         "Setting `save_embedding_layers` to `True` as embedding layers found in `target_modules`.");
     return true;
   }
@@ -102,31 +103,29 @@ bool resolve_save_embedding_layers(const PeftModel& model, const PeftConfig& con
     base_vocab = base_vocab_size(model, *model_id, has_base_config);
     if (!has_base_config) {
       // Python would ask the Hub; offline, PEFT's answer is "unknown", and so is ours.
-      warn(
-          fmt::format("Could not find a config file in {} - will assume that the vocabulary was "
-                      "not modified.",
-                      *model_id));
+      warn("base_config_missing",
+           fmt::format("Could not find a config file in {} - will assume that the vocabulary was "
+                       "not modified.",
+                       *model_id));
     }
   }
   const bool vocab = model.facts.vocab_size.has_value() && *model.facts.vocab_size != 0;
   if (vocab && model_id && !model_id->empty() && has_base_config &&
       base_vocab != model.facts.vocab_size) {
-    warn(
-        "Setting `save_embedding_layers` to `True` as the embedding layer has been resized "
-        "during finetuning.");
+    warn("save_embedding_layers",
+         "Setting `save_embedding_layers` to `True` as the embedding layer has been resized "
+         "during finetuning.");
     return true;
   }
   return false;
 }
 
 void add_embedding_layers(const PeftModel& model, const PeftConfig& config, bool targeted,
-                          StateDict& out, std::vector<std::string>* warnings) {
+                          StateDict& out, Diagnostics* warnings) {
   if (!model.facts.has_embedding_accessors) {
-    if (warnings != nullptr) {
-      warnings->push_back(
-          "Could not identify embedding layer(s) because the model is not a 🤗 "
-          "transformers model.");
-    }
+    report_warning(warnings, "embedding_layers_unknown",
+                   "Could not identify embedding layer(s) because the model is not a 🤗 "
+                   "transformers model.");
     return;
   }
   const std::string root = config.is_prompt_learning() ? "base_model." : "base_model.model.";

@@ -16,10 +16,10 @@ bool embedding_is_targeted(const PeftModel& model, const PeftConfig& config);
 // Resolves "auto" as PEFT does, emitting its warnings.
 bool resolve_save_embedding_layers(const PeftModel& model, const PeftConfig& config,
                                    SaveEmbeddingLayers requested, bool targeted,
-                                   std::vector<std::string>* warnings);
+                                   Diagnostics* warnings);
 
 // Adds the embedding layers' entries to `out`.
 void add_embedding_layers(const PeftModel& model, const PeftConfig& config, bool targeted,
-                          StateDict& out, std::vector<std::string>* warnings);
+                          StateDict& out, Diagnostics* warnings);
 
 }  // namespace peft::detail

@@ -16,10 +16,6 @@
 namespace peft {
 namespace {
 
-void warn(std::vector<std::string>* warnings, std::string message) {
-  if (warnings != nullptr) warnings->push_back(std::move(message));
-}
-
 // Step 2 of saving: what the auxiliary wrappers store for the adapter (docs/peft-rules.md §2.7).
 void add_wrapper_entries(const PeftModel& model, const std::string& adapter, StateDict& out) {
   for (const auto& wrapper : detail::find_wrappers(model)) {
@@ -228,11 +224,12 @@ LoadResult set_peft_model_state_dict(PeftModel& model, StateDict state,
             fmt::format("- {}: found shape {} in the checkpoint and {} in the model instantiated",
                         m.key, shape_text(m.checkpoint_shape), shape_text(m.model_shape)));
       }
-      warn(options.warnings,
-           fmt::format(
-               "Some weights of {} were not initialized from the model checkpoint and are being "
-               "ignored because you passed `ignore_mismatched_sizes=True`: {}.",
-               model.facts.model_class, fmt::join(lines, "\n")));
+      report_warning(
+          options.warnings, "ignored_mismatched_sizes",
+          fmt::format(
+              "Some weights of {} were not initialized from the model checkpoint and are being "
+              "ignored because you passed `ignore_mismatched_sizes=True`: {}.",
+              model.facts.model_class, fmt::join(lines, "\n")));
     }
     result.mismatched_keys = std::move(mismatched);
     for (const auto& key : result.missing_keys) {

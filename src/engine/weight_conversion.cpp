@@ -35,25 +35,28 @@ std::string init_kind(const PeftConfig& config) {
 }
 
 // The warning PEFT's load_adapter gives when another adapter joins a base-mutating one.
-void warn_mutating_init(const PeftConfig& config, std::vector<std::string>* warnings) {
+void warn_mutating_init(const PeftConfig& config, Diagnostics* warnings) {
   if (warnings == nullptr) return;
   const std::string kind = init_kind(config);
   const std::string guide = "https://github.com/huggingface/peft/tree/main/examples/";
   if (kind == "pissa") {
-    warnings->push_back(
+    report_warning(
+        warnings, "mutating_init",
         "PiSSA changes the base weights of the model and should thus not be used with other "
         "adapters. Consider converting the PiSSA adapter into a normal LoRA adapter: " +
-        guide + "pissa_finetuning#convert-pissa-to-lora");
+            guide + "pissa_finetuning#convert-pissa-to-lora");
   } else if (kind == "corda") {
-    warnings->push_back(
+    report_warning(
+        warnings, "mutating_init",
         "CorDA changes the base weights of the model and should thus not be used with other "
         "adapters. Consider converting the CorDA adapter into a normal LoRA adapter: " +
-        guide + "corda_finetuning#convert-corda-to-lora");
+            guide + "corda_finetuning#convert-corda-to-lora");
   } else if (kind == "olora") {
-    warnings->push_back(
+    report_warning(
+        warnings, "mutating_init",
         "OLoRA changes the base weights of the model and should thus not be used with other "
         "adapters. Consider converting the OLoRA adapter into a normal LoRA adapter: " +
-        guide + "olora_finetuning#olora-and-lora");
+            guide + "olora_finetuning#olora-and-lora");
   }
 }
 
@@ -105,7 +108,7 @@ Tensor negate(const Tensor& x) {
 
 ConvertedAdapter convert_to_plain_lora(const StateDict& trained, const PeftConfig& config,
                                        const std::filesystem::path& initial,
-                                       std::vector<std::string>* warnings) {
+                                       Diagnostics* warnings) {
   if (config.peft_type() != PeftType::LORA) {
     throw Error(ErrorCode::Unsupported, config.source(),
                 "path_initial_model_for_weight_conversion only converts LoRA adapters");
@@ -124,11 +127,9 @@ ConvertedAdapter convert_to_plain_lora(const StateDict& trained, const PeftConfi
   const std::string kind = init_kind(config);
   if (!(kind.starts_with("pissa") || kind.starts_with("corda") || kind.starts_with("olora") ||
         kind == "true")) {
-    if (warnings != nullptr) {
-      warnings->push_back(
-          "`path_initial_model_for_weight_conversion` only works for converting a PiSSA or "
-          "CorDA or OLoRA adapter to a LoRA adapter");
-    }
+    report_warning(warnings, "weight_conversion_ignored",
+                   "`path_initial_model_for_weight_conversion` only works for converting a "
+                   "PiSSA or CorDA or OLoRA adapter to a LoRA adapter");
   }
   // 4. The initial adapter, as loading it next to the trained one would give it.
   warn_mutating_init(config, warnings);

@@ -21,8 +21,7 @@ struct ConvertedAdapter {
 // `initial` is the folder where the untrained adapter was saved; its config is replaced
 // by a copy of `config` with init_lora_weights=true, as PEFT does.
 ConvertedAdapter convert_to_plain_lora(const StateDict& trained, const PeftConfig& config,
-                                       const std::filesystem::path& initial,
-                                       std::vector<std::string>* warnings);
+                                       const std::filesystem::path& initial, Diagnostics* warnings);
 
 // `a` and `b` joined along dimension `dim` (all other dimensions equal, same dtype).
 Tensor concatenate(const Tensor& a, const Tensor& b, std::size_t dim);

@@ -16,9 +16,9 @@ struct SaveContext {
   PeftModel& model;
   PeftConfig& config;  // AdaLoRA rewrites its rank_pattern while saving, as PEFT does
   const std::string& adapter;
-  std::vector<std::string>* warnings;
-  void warn(std::string message) const {
-    if (warnings != nullptr) warnings->push_back(std::move(message));
+  Diagnostics* warnings;
+  void warn(std::string code, std::string message) const {
+    report_warning(warnings, std::move(code), std::move(message));
   }
 };
 
@@ -26,9 +26,9 @@ struct LoadContext {
   PeftModel& model;
   const PeftConfig& config;
   const std::string& adapter;
-  std::vector<std::string>* warnings;
-  void warn(std::string message) const {
-    if (warnings != nullptr) warnings->push_back(std::move(message));
+  Diagnostics* warnings;
+  void warn(std::string code, std::string message) const {
+    report_warning(warnings, std::move(code), std::move(message));
   }
 };
 

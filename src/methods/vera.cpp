@@ -31,7 +31,8 @@ StateDict remap_vera(LoadContext& ctx, StateDict state) {
                 "'base_model.vera_B'");
   }
   if (!ctx.config.save_projection()) {
-    ctx.warn(present
+    ctx.warn("projections_regenerated",
+             present
                  ? "Specified to not load vera_A and vera_B from state dictionary however they "
                    "are present in state dictionary! Consider using them to ensure checkpoint "
                    "loading is correct on all platforms using `peft_config.save_projection = True`"

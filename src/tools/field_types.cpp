@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "config/config_defaults.hpp"
+#include "tools/problem.hpp"
 
 namespace peft::detail {
 namespace {
@@ -85,10 +86,10 @@ void check_field_types(const PeftConfig& config, const std::string& where,
     const bool arithmetic_only = field.find("alpha") != std::string::npos;
     if (declared->is_number_integer() && value.is_number_float() && !arithmetic_only &&
         value.get<double>() != std::floor(value.get<double>())) {
-      out.push_back({"field_type_float", fmt::format("{}: {}", where, field),
-                     fmt::format("'{}' is declared an integer, got the number {}", field, shown),
-                     "write an integer: PEFT sizes or counts something with it",
-                     Severity::Warning});
+      out.push_back(detail::problem(
+          "field_type_float", fmt::format("{}: {}", where, field),
+          fmt::format("'{}' is declared an integer, got the number {}", field, shown),
+          "write an integer: PEFT sizes or counts something with it", Severity::Warning));
       continue;
     }
     const auto expected = declared->is_null() ? null_default_expectation(field, value)
@@ -96,17 +97,18 @@ void check_field_types(const PeftConfig& config, const std::string& where,
     if (!expected) continue;
 
     if (declared->is_boolean() && value.is_number()) {
-      out.push_back(
-          {"field_type_truthy", fmt::format("{}: {}", where, field),
-           fmt::format("'{}' should be a boolean, got {} {}: PEFT reads it as {}", field,
-                       kind_of(value), shown, value.get<double>() != 0 ? "true" : "false"),
-           "write true or false", Severity::Warning});
+      out.push_back(detail::problem(
+          "field_type_truthy", fmt::format("{}: {}", where, field),
+          fmt::format("'{}' should be a boolean, got {} {}: PEFT reads it as {}", field,
+                      kind_of(value), shown, value.get<double>() != 0 ? "true" : "false"),
+          "write true or false", Severity::Warning));
       continue;
     }
-    out.push_back({"field_type", fmt::format("{}: {}", where, field),
-                   fmt::format("'{}' must be {}, got {} {}", field, *expected, kind_of(value),
-                               shown.size() > 60 ? shown.substr(0, 57) + "..." : shown),
-                   "PEFT fails on this value or reads another one: fix its type"});
+    out.push_back(
+        detail::problem("field_type", fmt::format("{}: {}", where, field),
+                        fmt::format("'{}' must be {}, got {} {}", field, *expected, kind_of(value),
+                                    shown.size() > 60 ? shown.substr(0, 57) + "..." : shown),
+                        "PEFT fails on this value or reads another one: fix its type"));
   }
 }
 

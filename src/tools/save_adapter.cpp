@@ -36,9 +36,9 @@ void save_adapter(const fs::path& folder, const PeftConfig& config, const StateD
   std::vector<std::string> errors;
   for (const Problem& p : validate_adapter(config, weights, folder.string())) {
     if (p.severity == Severity::Error) {
-      errors.push_back(fmt::format("{} [{}] {}", p.where, p.code, p.message));
-    } else if (options.warnings != nullptr) {
-      options.warnings->push_back(fmt::format("{} [{}] {}", p.where, p.code, p.message));
+      errors.push_back(fmt::format("{} [{}] {}", p.source, p.code, p.message));
+    } else {
+      report(options.warnings, p);
     }
   }
   if (!errors.empty()) {

@@ -11,6 +11,7 @@
 #include "peft/inspect.hpp"
 #include "peft/module_match.hpp"
 #include "tools/field_types.hpp"
+#include "tools/problem.hpp"
 
 namespace peft {
 namespace fs = std::filesystem;
@@ -19,31 +20,33 @@ namespace {
 
 void check_weights(const AdapterSummary& s, std::vector<Problem>& out) {
   if (s.weights_file.empty()) {
-    out.push_back(
-        {"missing_weights", s.folder.string(), "no adapter_model.safetensors or adapter_model.bin",
-         "copy the weights next to adapter_config.json (PEFT writes them with save_pretrained)"});
+    out.push_back(detail::problem(
+        "missing_weights", s.folder.string(), "no adapter_model.safetensors or adapter_model.bin",
+        "copy the weights next to adapter_config.json (PEFT writes them with save_pretrained)"));
     return;
   }
   if (!s.weights_error.empty()) {
     const bool code_execution = s.weights_error.find("forbidden_pickle") != std::string::npos;
     if (s.bytes_on_disk == 0) {
-      out.push_back({"empty_weights", s.weights_file.string(),
-                     "the weights file is empty (0 bytes)",
-                     "a known failure of distributed training saves: save again from rank 0 "
-                     "(or gather the weights first, e.g. with DeepSpeed ZeRO-3)"});
+      out.push_back(detail::problem(
+          "empty_weights", s.weights_file.string(), "the weights file is empty (0 bytes)",
+          "a known failure of distributed training saves: save again from rank 0 "
+          "(or gather the weights first, e.g. with DeepSpeed ZeRO-3)"));
     } else if (code_execution) {
-      out.push_back({"unsafe_pickle", s.weights_file.string(), s.weights_error,
-                     "this .bin asks to run code when loaded; do not load it with torch.load "
-                     "(weights_only=False); ask for a safetensors file instead"});
+      out.push_back(
+          detail::problem("unsafe_pickle", s.weights_file.string(), s.weights_error,
+                          "this .bin asks to run code when loaded; do not load it with torch.load "
+                          "(weights_only=False); ask for a safetensors file instead"));
     } else {
-      out.push_back({"unreadable_weights", s.weights_file.string(), s.weights_error,
-                     "the file is truncated or corrupt: download or save it again"});
+      out.push_back(detail::problem("unreadable_weights", s.weights_file.string(), s.weights_error,
+                                    "the file is truncated or corrupt: download or save it again"));
     }
     return;
   }
   if (s.tensors.empty()) {
-    out.push_back({"empty_weights", s.weights_file.string(), "the weights file holds no tensor",
-                   "a known failure of distributed training saves: save again from rank 0"});
+    out.push_back(detail::problem(
+        "empty_weights", s.weights_file.string(), "the weights file holds no tensor",
+        "a known failure of distributed training saves: save again from rank 0"));
   }
 }
 
@@ -91,11 +94,11 @@ void check_tensors(const AdapterSummary& s, std::vector<Problem>& out) {
   const std::string where = s.weights_file.empty() ? s.folder.string() : s.weights_file.string();
   for (const auto& t : s.tensors) {
     if (lora && lora_key_keeps_adapter_name(t.name)) {
-      out.push_back(
-          {"adapter_name_in_key", where + ": " + t.name,
-           "the key still contains an adapter name (saved from model.state_dict() "
-           "instead of get_peft_model_state_dict)",
-           "save with PeftModel.save_pretrained, or strip the adapter name from the keys"});
+      out.push_back(detail::problem(
+          "adapter_name_in_key", where + ": " + t.name,
+          "the key still contains an adapter name (saved from model.state_dict() "
+          "instead of get_peft_model_state_dict)",
+          "save with PeftModel.save_pretrained, or strip the adapter name from the keys"));
     }
   }
   for (const auto& m : s.modules) {
@@ -105,15 +108,17 @@ void check_tensors(const AdapterSummary& s, std::vector<Problem>& out) {
           match_target(config, wrapping_module(m.module)) != TargetMatch::Targeted &&
           // target_parameters adapts parameters of modules target_modules need not name.
           config.target_parameters().value_or(std::vector<std::string>{}).empty()) {
-        out.push_back({"untargeted_module", where + ": " + m.module,
-                       "the weights hold tensors for a module target_modules does not match",
-                       "add the module to target_modules, or remove its tensors"});
+        out.push_back(
+            detail::problem("untargeted_module", where + ": " + m.module,
+                            "the weights hold tensors for a module target_modules does not match",
+                            "add the module to target_modules, or remove its tensors"));
       }
       if (m.rank_mismatch() && lora) {
-        out.push_back({"rank_mismatch", where + ": " + m.module,
-                       fmt::format("lora_A has rank {} but the config gives this module r={}",
-                                   *m.weights_rank, *m.rank),
-                       "fix r / rank_pattern in adapter_config.json to match the weights"});
+        out.push_back(
+            detail::problem("rank_mismatch", where + ": " + m.module,
+                            fmt::format("lora_A has rank {} but the config gives this module r={}",
+                                        *m.weights_rank, *m.rank),
+                            "fix r / rank_pattern in adapter_config.json to match the weights"));
       }
     } catch (const Error&) {
       // decided elsewhere (all-linear, unknown patterns)
@@ -132,10 +137,11 @@ void check_tensors(const AdapterSummary& s, std::vector<Problem>& out) {
             return m.module == name || m.module.ends_with("." + name);
           });
       if (!found) {
-        out.push_back({"targeted_without_weights", where + ": " + name,
-                       "target_modules names a module that has no tensor in the weights",
-                       "check that the weights belong to this config (or the module was excluded)",
-                       Severity::Warning});
+        out.push_back(detail::problem(
+            "targeted_without_weights", where + ": " + name,
+            "target_modules names a module that has no tensor in the weights",
+            "check that the weights belong to this config (or the module was excluded)",
+            Severity::Warning));
       }
     }
   }
@@ -158,32 +164,35 @@ void check_second_weights_file(const AdapterSummary& s, std::vector<Problem>& ou
   } catch (const Error& e) {
     difference = fmt::format("the .bin cannot be read ({})", e.what());
   }
-  out.push_back({"stale_weights_file", bin.string(),
-                 "adapter_model.safetensors and adapter_model.bin both exist and differ: " +
-                     difference + "; PEFT loads only adapter_model.safetensors",
-                 "delete the file that is out of date (PEFT ignores the .bin)", Severity::Warning});
+  out.push_back(detail::problem(
+      "stale_weights_file", bin.string(),
+      "adapter_model.safetensors and adapter_model.bin both exist and differ: " + difference +
+          "; PEFT loads only adapter_model.safetensors",
+      "delete the file that is out of date (PEFT ignores the .bin)", Severity::Warning));
 }
 
 void check_config(const AdapterSummary& s, std::vector<Problem>& out,
                   const fs::path& config_file = {}) {
   const fs::path file = config_file.empty() ? s.folder / "adapter_config.json" : config_file;
   if (!s.config) {
-    out.push_back({"bad_config", file.string(), s.config_error,
-                   "an adapter folder needs the adapter_config.json PEFT wrote with the weights"});
+    out.push_back(detail::problem(
+        "bad_config", file.string(), s.config_error,
+        "an adapter folder needs the adapter_config.json PEFT wrote with the weights"));
     return;
   }
   detail::check_field_types(*s.config, file.string(), out);
   try {
     s.config->validate();
   } catch (const Error& e) {
-    out.push_back({"invalid_config", file.string(), e.what(),
-                   "PEFT 0.18 refuses this config: fix the field named"});
+    out.push_back(detail::problem("invalid_config", file.string(), e.what(),
+                                  "PEFT 0.18 refuses this config: fix the field named"));
   }
   for (const auto& field : s.config->unknown_fields()) {
-    out.push_back({"unknown_field", file.string() + ": " + field,
-                   "field unknown to PEFT 0.18.0 for this type (it drops it with a warning)",
-                   "harmless for peftcpp; remove it if PEFT 0.18 must load the file silently",
-                   Severity::Warning});
+    out.push_back(
+        detail::problem("unknown_field", file.string() + ": " + field,
+                        "field unknown to PEFT 0.18.0 for this type (it drops it with a warning)",
+                        "harmless for peftcpp; remove it if PEFT 0.18 must load the file silently",
+                        Severity::Warning));
   }
 }
 
@@ -225,8 +234,8 @@ std::vector<Problem> validate_adapter(const PeftConfig& config, const StateDict&
   std::vector<Problem> out;
   check_config(summary, out, source);
   if (weights.empty()) {
-    out.push_back({"empty_weights", source, "the adapter holds no tensor",
-                   "check that the weights belong to this config and adapter name"});
+    out.push_back(detail::problem("empty_weights", source, "the adapter holds no tensor",
+                                  "check that the weights belong to this config and adapter name"));
   }
   check_tensors(summary, out);
   return out;
@@ -235,7 +244,7 @@ std::vector<Problem> validate_adapter(const PeftConfig& config, const StateDict&
 nlohmann::json to_json(const Problem& p) {
   const nlohmann::json j{{"code", p.code},
                          {"severity", p.severity == Severity::Error ? "error" : "warning"},
-                         {"where", p.where},
+                         {"source", p.source},
                          {"message", p.message},
                          {"hint", p.hint}};
   // Names from the files may hold bytes that are not UTF-8: dump() would throw on them.
