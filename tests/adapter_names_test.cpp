@@ -2,6 +2,7 @@
 // and on the edge cases its string rules produce.
 #include <gtest/gtest.h>
 
+#include "methods/adapter_names.hpp"
 #include "peft/peft_state_dict.hpp"
 
 namespace peft {

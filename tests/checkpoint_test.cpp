@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/shard_plan.hpp"
 #include "peft/checkpoint.hpp"
 #include "peft/error.hpp"
 #include "peft/merge.hpp"

@@ -11,6 +11,7 @@
 #include <numbers>
 #include <string>
 
+#include "merge/shared_bases.hpp"
 #include "peft/error.hpp"
 #include "peft/merge.hpp"
 #include "peft/safetensors.hpp"

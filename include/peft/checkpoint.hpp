@@ -87,12 +87,6 @@ std::vector<std::pair<std::string, std::string>> tied_weight_keys(const Checkpoi
 // 2^30, "MiB", "KiB"; a lower-case final "b" means bits ("5Gb" = 5 * 10^9 / 8); a plain
 // integer is bytes. Throws InvalidArgument for anything else.
 std::uint64_t parse_shard_size(std::string_view text);
-// huggingface_hub's split_state_dict_into_shards: walks the sizes in state-dict order and
-// starts a new shard when the next tensor would exceed `max_shard_size`; a tensor larger
-// than the limit gets a shard of its own, placed before the shard being filled. Returns the
-// indices of each shard.
-std::vector<std::vector<std::size_t>> plan_shards(const std::vector<std::uint64_t>& sizes,
-                                                  std::uint64_t max_shard_size);
 // "model.safetensors" when count == 1, else "model-00001-of-00004.safetensors" (1-based i).
 std::string shard_file_name(std::size_t index, std::size_t count);
 // model.safetensors.index.json as transformers writes it.

@@ -95,15 +95,6 @@ class PreparedMerge {
 // Shapes of base tensors by key; nullopt when the base has no such tensor.
 using BaseShapes = std::function<std::optional<Shape>(std::string_view base_key)>;
 
-// A VeRA adapter saved with save_projection=False holds no vera_A / vera_B: PEFT draws them
-// at load time from projection_prng_key, sized by the largest targeted base weight. Adds
-// them to `adapter.weights` exactly as PEFT draws them (torch's CPU generator reproduced);
-// does nothing for other methods or when the projections are saved. The merge and unmerge
-// functions below call it themselves.
-void regenerate_vera_projections(MergeAdapter& adapter, const BaseShapes& base_shapes);
-// The same for RandLoRA's randlora_A / randlora_B (dense, sparse or very_sparse bases).
-void regenerate_randlora_projections(MergeAdapter& adapter, const BaseShapes& base_shapes);
-
 // merge_and_unload() on a whole state dict: same keys, order, shapes and dtypes as `base`.
 // Throws MissingKey when an adapter module has no tensor in `base`.
 StateDict merge_adapters(const StateDict& base, std::vector<MergeAdapter> adapters,

@@ -63,10 +63,4 @@ struct LoadResult {
 LoadResult set_peft_model_state_dict(PeftModel& model, StateDict state,
                                      const SetStateDictOptions& options = {});
 
-// The two key rewrites, exposed for tools and tests.
-std::string remove_adapter_name(std::string_view key, std::string_view adapter_name,
-                                bool vblora = false);
-std::string insert_adapter_name(std::string_view key, std::string_view adapter_name,
-                                std::string_view prefix);
-
 }  // namespace peft

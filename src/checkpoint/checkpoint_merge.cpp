@@ -14,7 +14,9 @@
 
 #include "checkpoint/checkpoint_output.hpp"
 #include "checkpoint/checkpoint_shard_file.hpp"
+#include "checkpoint/shard_plan.hpp"
 #include "merge/dense.hpp"
+#include "merge/shared_bases.hpp"
 #include "peft/checkpoint.hpp"
 #include "peft/error.hpp"
 #include "peft/safetensors.hpp"

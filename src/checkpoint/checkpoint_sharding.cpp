@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/shard_plan.hpp"
 #include "peft/checkpoint.hpp"
 #include "peft/error.hpp"
 #include "pycompat/python_json.hpp"

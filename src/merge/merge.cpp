@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "merge/plan.hpp"
+#include "merge/shared_bases.hpp"
 #include "peft/error.hpp"
 
 namespace peft {

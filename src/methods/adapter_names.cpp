@@ -1,6 +1,7 @@
 // The two string rewrites between full keys and saved keys (docs/peft-rules.md §2.3.1, §3.2).
 #include <string>
 
+#include "methods/adapter_names.hpp"
 #include "peft/peft_state_dict.hpp"
 
 namespace peft {

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "methods/adapter_names.hpp"
 #include "peft/peft_model.hpp"
 #include "peft/peft_state_dict.hpp"
 
