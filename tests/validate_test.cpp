@@ -164,3 +164,58 @@ TEST(Validate, FractionsOnlyWhereTheyCount) {
 
 }  // namespace
 }  // namespace peft
+
+namespace peft {
+namespace {
+
+std::vector<Problem> config_problems(const std::string& text) {
+  testing::TempDir dir;
+  std::ofstream(dir / "adapter_config.json") << text;
+  return validate_file(dir / "adapter_config.json");
+}
+
+const Problem* find_code(const std::vector<Problem>& problems, std::string_view code) {
+  for (const auto& p : problems) {
+    if (p.code == code) return &p;
+  }
+  return nullptr;
+}
+
+TEST(Validate, NewerPeftFieldsAreHarmlessOnlyAtTheirDefault) {
+  const auto at_default =
+      config_problems(R"({"peft_type": "LORA", "target_modules": ["q_proj"], "use_bdlora": null})");
+  const Problem* harmless = find_code(at_default, "newer_field_at_default");
+  ASSERT_NE(harmless, nullptr);
+  EXPECT_EQ(harmless->severity, Severity::Warning);
+  EXPECT_TRUE(harmless->source.ends_with(": use_bdlora")) << harmless->source;
+  EXPECT_EQ(find_code(at_default, "unknown_field"), nullptr);
+
+  const auto in_use = config_problems(
+      R"({"peft_type": "LORA", "target_modules": ["q_proj"], "use_bdlora": {"nblocks": 2}})");
+  const Problem* wrong = find_code(in_use, "newer_field_in_use");
+  ASSERT_NE(wrong, nullptr);
+  EXPECT_EQ(wrong->severity, Severity::Error);
+  EXPECT_NE(wrong->message.find("nblocks"), std::string::npos) << wrong->message;
+
+  // A field no PEFT version is known to declare stays a plain unknown field.
+  const auto unknown =
+      config_problems(R"({"peft_type": "LORA", "target_modules": ["q_proj"], "made_up": 1})");
+  ASSERT_NE(find_code(unknown, "unknown_field"), nullptr);
+  EXPECT_EQ(find_code(unknown, "unknown_field")->severity, Severity::Warning);
+}
+
+TEST(Validate, TargetModulesOfSeveralArchitecturesAreAWarning) {
+  const auto mixed = config_problems(
+      R"({"peft_type": "LORA", "target_modules": ["q_proj", "v_proj", "c_attn", "query"]})");
+  const Problem* p = find_code(mixed, "mixed_architectures");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->severity, Severity::Warning);
+  EXPECT_NE(p->message.find("3 architecture families"), std::string::npos) << p->message;
+
+  const auto one = config_problems(
+      R"({"peft_type": "LORA", "target_modules": ["q_proj", "v_proj", "gate_proj", "lin0"]})");
+  EXPECT_EQ(find_code(one, "mixed_architectures"), nullptr);
+}
+
+}  // namespace
+}  // namespace peft

@@ -51,7 +51,13 @@ struct MethodConfig {
   Ranks ranks = Ranks::R;
   std::string_view alpha_field = "lora_alpha";  // LoHa and LoKr say "alpha"
   bool alpha_pattern = false;                   // alpha_pattern overrides per module
+  // Fields later PEFT versions declare (and write) for the class, with their defaults:
+  // PEFT 0.18 drops them, which changes nothing while they hold their default.
+  std::span<const FieldDefault> newer_fields = {};
 };
+
+// The entry of `newer_fields` for `field`, or null.
+const FieldDefault* newer_field(PeftType type, std::string_view field) noexcept;
 
 const MethodConfig& method_config(PeftType type) noexcept;
 std::span<const MethodConfig> all_method_configs() noexcept;

@@ -449,6 +449,15 @@ constexpr FieldDefault kDeloraConfig[] = {
     {"modules_to_save", "null"},
 };
 
+// Declared by LoraConfig after v0.18.0 (PEFT 0.19: use_bdlora, lora_ga_config; 0.20:
+// monteclora_config, velora_config), as configs written by those versions show them.
+constexpr FieldDefault kLoraNewer[] = {
+    {"use_bdlora", "null"},
+    {"lora_ga_config", "null"},
+    {"monteclora_config", "null"},
+    {"velora_config", "null"},
+};
+
 using C = MethodConfig;
 
 // One row per PeftType, in enum order (checked below).
@@ -482,13 +491,15 @@ constexpr MethodConfig kMethodConfigs[] = {
       .check = check_lora,
       .warn = warn_lora,
       .ranks = Ranks::Pattern,
-      .alpha_pattern = true},
+      .alpha_pattern = true,
+      .newer_fields = kLoraNewer},
     C{.type = PeftType::ADALORA,
       .name = "ADALORA",
       .own_fields = kAdaLoraConfig,
       .check = check_adalora,
       .warn = warn_adalora,
-      .ranks = Ranks::AdaLoraMasks},
+      .ranks = Ranks::AdaLoraMasks,
+      .newer_fields = kLoraNewer},
     C{.type = PeftType::BOFT, .name = "BOFT", .own_fields = kBOFTConfig, .check = check_boft},
     C{.type = PeftType::ADAPTION_PROMPT,
       .name = "ADAPTION_PROMPT",
@@ -615,6 +626,13 @@ const MethodConfig& method_config(PeftType type) noexcept {
 
 std::span<const MethodConfig> all_method_configs() noexcept {
   return kMethodConfigs;
+}
+
+const FieldDefault* newer_field(PeftType type, std::string_view field) noexcept {
+  for (const FieldDefault& entry : method_config(type).newer_fields) {
+    if (entry.name == field) return &entry;
+  }
+  return nullptr;
 }
 
 std::vector<FieldDefault> declared_fields(PeftType type) {

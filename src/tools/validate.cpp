@@ -1,9 +1,13 @@
 #include "peft/validate.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
 
 #include <set>
 
+#include "config/method_config.hpp"
 #include "methods/registry.hpp"
 #include "peft/convert.hpp"
 #include "peft/error.hpp"
@@ -171,6 +175,81 @@ void check_second_weights_file(const AdapterSummary& s, std::vector<Problem>& ou
       "delete the file that is out of date (PEFT ignores the .bin)", Severity::Warning));
 }
 
+// A field PEFT 0.18 does not declare: harmless when a later PEFT wrote it at its default
+// (0.18 drops it and behaves the same), wrong when it switches on a later feature.
+Problem unknown_field_problem(const PeftConfig& config, const std::string& file,
+                              const std::string& field) {
+  const std::string source = file + ": " + field;
+  const detail::FieldDefault* newer = detail::newer_field(config.peft_type(), field);
+  if (newer == nullptr) {
+    return detail::problem(
+        "unknown_field", source,
+        "field unknown to PEFT 0.18.0 for this type (it drops it with a warning)",
+        "harmless for peftcpp; remove it if PEFT 0.18 must load the file silently",
+        Severity::Warning);
+  }
+  const nlohmann::json& value = config.json().at(field);
+  const nlohmann::json fallback = nlohmann::json::parse(newer->json);
+  if (value == fallback) {
+    return detail::problem(
+        "newer_field_at_default", source,
+        fmt::format("written by a PEFT newer than 0.18 at its default ({})", newer->json),
+        "harmless: PEFT 0.18 drops it and behaves the same", Severity::Warning);
+  }
+  return detail::problem(
+      "newer_field_in_use", source,
+      fmt::format("a feature of a PEFT newer than 0.18 is switched on ({} instead of {}): PEFT "
+                  "0.18 drops the field and builds a model that computes something else",
+                  value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                  newer->json),
+      "load this adapter with the PEFT version that wrote it");
+}
+
+// Module names that belong to one family of architectures only (PEFT's default target
+// modules per model type): a list naming several families was likely copied together from
+// examples, and every name of the other families matches nothing in the model.
+struct ModuleFamily {
+  std::string_view family;
+  std::initializer_list<std::string_view> names;
+};
+const ModuleFamily kModuleFamilies[] = {
+    {"Llama-style *_proj",
+     {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}},
+    {"GPT-2 (c_attn, c_proj, c_fc)", {"c_attn", "c_fc"}},
+    {"BERT-style (query, key, value)", {"query", "key", "value"}},
+    {"T5 (q, k, v, o, wi, wo)", {"q", "k", "v", "o", "wi", "wo", "wi_0", "wi_1"}},
+    {"fused query_key_value (BLOOM, Falcon, GPT-NeoX)",
+     {"query_key_value", "dense_h_to_4h", "dense_4h_to_h"}},
+    {"MPT (Wqkv)", {"Wqkv"}},
+};
+
+void check_target_architectures(const PeftConfig& config, const std::string& file,
+                                std::vector<Problem>& out) {
+  const nlohmann::json* targets = config.find("target_modules");
+  if (targets == nullptr || !targets->is_array()) return;
+  std::vector<std::string> families;
+  for (const ModuleFamily& family : kModuleFamilies) {
+    std::vector<std::string> named;
+    for (const auto& entry : *targets) {
+      if (!entry.is_string()) continue;
+      const auto& name = entry.get_ref<const std::string&>();
+      if (std::find(family.names.begin(), family.names.end(), name) != family.names.end()) {
+        named.push_back(name);
+      }
+    }
+    if (!named.empty()) {
+      families.push_back(fmt::format("{}: {}", family.family, fmt::join(named, ", ")));
+    }
+  }
+  if (families.size() < 2) return;
+  out.push_back(detail::problem(
+      "mixed_architectures", file + ": target_modules",
+      fmt::format("target_modules names modules of {} architecture families ({}); a model has "
+                  "one of them, the other names match nothing",
+                  families.size(), fmt::join(families, "; ")),
+      "keep the names of the base model's architecture", Severity::Warning));
+}
+
 void check_config(const AdapterSummary& s, std::vector<Problem>& out,
                   const fs::path& config_file = {}) {
   const fs::path file = config_file.empty() ? s.folder / "adapter_config.json" : config_file;
@@ -188,12 +267,9 @@ void check_config(const AdapterSummary& s, std::vector<Problem>& out,
                                   "PEFT 0.18 refuses this config: fix the field named"));
   }
   for (const auto& field : s.config->unknown_fields()) {
-    out.push_back(
-        detail::problem("unknown_field", file.string() + ": " + field,
-                        "field unknown to PEFT 0.18.0 for this type (it drops it with a warning)",
-                        "harmless for peftcpp; remove it if PEFT 0.18 must load the file silently",
-                        Severity::Warning));
+    out.push_back(unknown_field_problem(*s.config, file.string(), field));
   }
+  check_target_architectures(*s.config, file.string(), out);
 }
 
 }  // namespace
