@@ -56,6 +56,7 @@ enum class ErrorCode : int {
   ForbiddenPickle = 353,  // a pickle asks for something that would run code
   LimitExceeded = 354,    // a resource bound of a parser was reached
   UnsupportedFormat = 355,
+  InvalidGguf = 356,  // a GGUF file that breaks its format or a bound of the reader
   // Tensor
   DTypeMismatch = 401,
   ConversionOutOfRange = 402,

@@ -35,6 +35,7 @@ constexpr std::array kCodeNames = {
     CodeName{ErrorCode::ForbiddenPickle, "forbidden_pickle"},
     CodeName{ErrorCode::LimitExceeded, "limit_exceeded"},
     CodeName{ErrorCode::UnsupportedFormat, "unsupported_format"},
+    CodeName{ErrorCode::InvalidGguf, "invalid_gguf"},
     CodeName{ErrorCode::DTypeMismatch, "dtype_mismatch"},
     CodeName{ErrorCode::ConversionOutOfRange, "conversion_out_of_range"},
     CodeName{ErrorCode::UnsupportedDType, "unsupported_dtype"},

@@ -1,0 +1,400 @@
+// export_gguf: a PEFT LoRA adapter as llama.cpp's GGUF LoRA file. One row per
+// architecture below; the GGUF bytes come from formats/gguf.
+#include "peft/gguf_export.hpp"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include "formats/atomic_file.hpp"
+#include "formats/gguf.hpp"
+#include "peft/error.hpp"
+#include "peft/module_match.hpp"
+
+namespace peft {
+namespace {
+
+namespace fs = std::filesystem;
+using formats::GgmlType;
+
+constexpr std::string_view kMergeInstead =
+    "llama.cpp's LoRA format holds only plain LoRA factors; merge the adapter into the base "
+    "model instead (peftcpp merge) and convert the merged model";
+
+// A Hugging Face module name (after "model.layers.N.") -> llama.cpp's tensor name.
+struct ModuleName {
+  std::string_view hf;
+  std::string_view gguf;
+};
+
+constexpr std::array kLlamaModules = {
+    ModuleName{"self_attn.q_proj", "attn_q"}, ModuleName{"self_attn.k_proj", "attn_k"},
+    ModuleName{"self_attn.v_proj", "attn_v"}, ModuleName{"self_attn.o_proj", "attn_output"},
+    ModuleName{"mlp.gate_proj", "ffn_gate"},  ModuleName{"mlp.up_proj", "ffn_up"},
+    ModuleName{"mlp.down_proj", "ffn_down"},
+};
+constexpr std::array kPhi3Modules = {
+    ModuleName{"self_attn.qkv_proj", "attn_qkv"},
+    ModuleName{"self_attn.o_proj", "attn_output"},
+    ModuleName{"mlp.gate_up_proj", "ffn_up"},
+    ModuleName{"mlp.down_proj", "ffn_down"},
+};
+
+// One row per architecture (convert_hf_to_gguf.py's model classes).
+struct Architecture {
+  std::string_view hf_class;
+  std::string_view gguf_name;
+  std::span<const ModuleName> modules;
+  bool permute_qk;       // LlamaModel permutes q/k rows for its rotary layout
+  bool ties_by_default;  // tie_word_embeddings when config.json does not say
+};
+
+constexpr std::array kArchitectures = {
+    Architecture{"LlamaForCausalLM", "llama", kLlamaModules, true, false},
+    Architecture{"MistralForCausalLM", "llama", kLlamaModules, true, false},
+    Architecture{"Qwen2ForCausalLM", "qwen2", kLlamaModules, false, false},
+    Architecture{"Qwen3ForCausalLM", "qwen3", kLlamaModules, false, false},
+    Architecture{"GemmaForCausalLM", "gemma", kLlamaModules, false, true},
+    Architecture{"Gemma2ForCausalLM", "gemma2", kLlamaModules, false, true},
+    Architecture{"Gemma3ForCausalLM", "gemma3", kLlamaModules, false, true},
+    Architecture{"Phi3ForCausalLM", "phi3", kPhi3Modules, false, false},
+};
+
+struct BaseFacts {
+  const Architecture* arch = nullptr;
+  std::int64_t heads = 0;
+  std::int64_t kv_heads = 0;
+  bool tied = false;
+};
+
+nlohmann::json read_json_file(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error(ErrorCode::Io, file.string(), "cannot open the base model's config.json");
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    return nlohmann::json::parse(text.str());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorCode::InvalidJson, file.string(), fmt::format("not JSON: {}", e.what()));
+  }
+}
+
+std::int64_t positive_int(const nlohmann::json& config, const char* field, const fs::path& file) {
+  const auto it = config.find(field);
+  if (it == config.end() || !it->is_number_integer() || it->get<std::int64_t>() <= 0) {
+    throw Error(ErrorCode::InvalidConfigValue, file.string(),
+                fmt::format("'{}' must be a positive integer", field));
+  }
+  return it->get<std::int64_t>();
+}
+
+BaseFacts read_base(const std::string& base, const AdapterLocation& location) {
+  const fs::path file = resolve_adapter_file(base, "config.json", location);
+  const nlohmann::json config = read_json_file(file);
+  const auto archs = config.find("architectures");
+  if (!config.is_object() || archs == config.end() || !archs->is_array() || archs->empty() ||
+      !(*archs)[0].is_string()) {
+    throw Error(ErrorCode::InvalidConfigValue, file.string(),
+                "config.json names no architecture (\"architectures\": [\"...ForCausalLM\"])");
+  }
+  const auto& name = (*archs)[0].get_ref<const std::string&>();
+  BaseFacts facts;
+  for (const Architecture& arch : kArchitectures) {
+    if (arch.hf_class == name) facts.arch = &arch;
+  }
+  if (facts.arch == nullptr) {
+    std::vector<std::string_view> known;
+    for (const Architecture& arch : kArchitectures) known.push_back(arch.hf_class);
+    throw Error(ErrorCode::Unsupported, file.string(),
+                fmt::format("architecture {} is not supported for GGUF export (supported: {})",
+                            name, fmt::join(known, ", ")));
+  }
+  facts.heads = positive_int(config, "num_attention_heads", file);
+  facts.kv_heads =
+      config.contains("num_key_value_heads") && !config["num_key_value_heads"].is_null()
+          ? positive_int(config, "num_key_value_heads", file)
+          : facts.heads;
+  const auto tie = config.find("tie_word_embeddings");
+  facts.tied =
+      tie != config.end() && tie->is_boolean() ? tie->get<bool>() : facts.arch->ties_by_default;
+  return facts;
+}
+
+void refuse(const PeftConfig& config, std::string_view why) {
+  throw Error(ErrorCode::Unsupported, config.source(), fmt::format("{}: {}", why, kMergeInstead));
+}
+
+void check_expressible(const PeftConfig& config) {
+  if (config.peft_type() != PeftType::LORA) {
+    refuse(config, fmt::format("{} adapters cannot be written as GGUF LoRA",
+                               to_string(config.peft_type())));
+  }
+  if (config.use_dora()) refuse(config, "DoRA (use_dora) rescales weights by a learned magnitude");
+  if (config.bias() != "none" || config.lora_bias()) refuse(config, "the adapter trains biases");
+  if (const auto saved = config.modules_to_save(); saved && !saved->empty()) {
+    refuse(config, "modules_to_save holds whole trained modules");
+  }
+  if (config.trainable_token_indices()) refuse(config, "trainable_token_indices trains token rows");
+  if (const auto params = config.target_parameters(); params && !params->empty()) {
+    refuse(config, "target_parameters adapts parameters, not modules");
+  }
+  if (config.layer_replication()) refuse(config, "layer_replication copies layers");
+  if (config.fan_in_fan_out()) refuse(config, "fan_in_fan_out (GPT-2 Conv1D) layers");
+}
+
+// The llama.cpp name of a PEFT module path ("model.layers.3.self_attn.q_proj").
+struct Target {
+  std::string gguf;  // "blk.3.attn_q.weight"
+  bool embedding = false;
+  bool output = false;
+  std::string_view hf_module;  // "self_attn.q_proj" (empty for embeddings/output)
+};
+
+std::optional<Target> gguf_target(const Architecture& arch, std::string_view module) {
+  if (module == "model.embed_tokens") return Target{"token_embd.weight", true, false, {}};
+  if (module == "lm_head") return Target{"output.weight", false, true, {}};
+  constexpr std::string_view kLayers = "model.layers.";
+  if (!module.starts_with(kLayers)) return std::nullopt;
+  const std::string_view rest = module.substr(kLayers.size());
+  const auto dot = rest.find('.');
+  if (dot == std::string_view::npos || dot == 0) return std::nullopt;
+  const std::string_view index = rest.substr(0, dot);
+  if (index.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  const std::string_view inner = rest.substr(dot + 1);
+  for (const ModuleName& name : arch.modules) {
+    if (name.hf == inner)
+      return Target{fmt::format("blk.{}.{}.weight", index, name.gguf), false, false, name.hf};
+  }
+  return std::nullopt;
+}
+
+// convert_hf_to_gguf.py's LlamaModel.permute on the rows of `rows` x `cols` values.
+std::vector<float> permute_rows(const std::vector<float>& values, std::size_t rows,
+                                std::size_t cols, std::int64_t heads, const std::string& what) {
+  const auto n = static_cast<std::size_t>(heads);
+  if (rows % (2 * n) != 0) {
+    throw Error(ErrorCode::ShapeMismatch, what,
+                fmt::format("{} rows cannot be split into {} heads of two rotary halves", rows, n));
+  }
+  const std::size_t half = rows / n / 2;
+  std::vector<float> out(values.size());
+  for (std::size_t h = 0; h < n; ++h) {
+    for (std::size_t j = 0; j < half; ++j) {
+      for (std::size_t t = 0; t < 2; ++t) {
+        const std::size_t to = h * 2 * half + j * 2 + t;
+        const std::size_t from = h * 2 * half + t * half + j;
+        std::copy_n(values.begin() + static_cast<std::ptrdiff_t>(from * cols), cols,
+                    out.begin() + static_cast<std::ptrdiff_t>(to * cols));
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<float> transposed(const std::vector<float>& values, std::size_t rows,
+                              std::size_t cols) {
+  std::vector<float> out(values.size());
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (std::size_t c = 0; c < cols; ++c) out[c * rows + r] = values[r * cols + c];
+  }
+  return out;
+}
+
+// The values encoded as the output type (Q8_0 only where a row fills whole blocks; other
+// tensors fall back to F16, as small ranks do for lora_b).
+struct Encoded {
+  GgmlType type;
+  std::vector<std::byte> bytes;
+};
+
+Encoded encode(const std::vector<float>& values, std::size_t row_length, GgufOutType out) {
+  if (out == GgufOutType::Q8_0) {
+    if (row_length % formats::kQ8BlockSize == 0)
+      return {GgmlType::Q8_0, formats::quantize_q8_0(values)};
+    out = GgufOutType::F16;
+  }
+  const DType dtype = out == GgufOutType::F32   ? DType::F32
+                      : out == GgufOutType::F16 ? DType::F16
+                                                : DType::BF16;
+  const Tensor tensor = Tensor::from_floats(dtype, {values.size()}, values);
+  const auto bytes = tensor.bytes();
+  const GgmlType type = out == GgufOutType::F32   ? GgmlType::F32
+                        : out == GgufOutType::F16 ? GgmlType::F16
+                                                  : GgmlType::BF16;
+  return {type, std::vector<std::byte>(bytes.begin(), bytes.end())};
+}
+
+struct Factors {
+  const Tensor* a = nullptr;
+  const Tensor* b = nullptr;
+};
+
+std::size_t dim(const Tensor& t, std::size_t i) {
+  return static_cast<std::size_t>(t.shape()[i]);
+}
+
+}  // namespace
+
+std::optional<GgufOutType> gguf_out_type_from_name(std::string_view name) {
+  if (name == "q8_0" || name == "Q8_0") return GgufOutType::Q8_0;
+  const auto dtype = floating_dtype_from_alias(name);
+  if (!dtype) return std::nullopt;
+  switch (*dtype) {
+    case DType::F32:
+      return GgufOutType::F32;
+    case DType::F16:
+      return GgufOutType::F16;
+    case DType::BF16:
+      return GgufOutType::BF16;
+    default:
+      return std::nullopt;
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> gguf_architectures() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const Architecture& arch : kArchitectures) out.emplace_back(arch.hf_class, arch.gguf_name);
+  return out;
+}
+
+GgufExportResult export_gguf(const std::string& adapter, const std::string& base,
+                             const fs::path& out, const GgufExportOptions& options) {
+  return annotate_errors(adapter, [&]() -> GgufExportResult {
+    const PeftConfig config = load_adapter_config(adapter, options.adapter_location);
+    check_expressible(config);
+    const BaseFacts facts = read_base(base, options.base_location);
+    LoadWeightsOptions load;
+    load.location = options.adapter_location;
+    const StateDict weights = load_peft_weights(adapter, load);
+
+    // Pair the factors by module, in the order of the file.
+    std::vector<std::string> order;
+    std::map<std::string, Factors> modules;
+    constexpr std::string_view kRoot = "base_model.model.";
+    for (const auto& [key, tensor] : weights) {
+      std::string_view name = key;
+      if (name.starts_with(kRoot)) name.remove_prefix(kRoot.size());
+      static constexpr std::array<std::pair<std::string_view, bool>, 4> kParts = {
+          {{".lora_A.weight", true},
+           {".lora_B.weight", false},
+           {".lora_embedding_A", true},
+           {".lora_embedding_B", false}}};
+      bool matched = false;
+      for (const auto& [suffix, is_a] : kParts) {
+        if (!name.ends_with(suffix)) continue;
+        const std::string module(name.substr(0, name.size() - suffix.size()));
+        auto [it, inserted] = modules.try_emplace(module);
+        if (inserted) order.push_back(module);
+        (is_a ? it->second.a : it->second.b) = &tensor;
+        matched = true;
+      }
+      if (matched || name.ends_with(".base_layer.weight")) continue;  // full base copies
+      if (name.ends_with(".weight") &&
+          (name.starts_with("model.embed_tokens") || name == "lm_head.weight")) {
+        continue;  // embedding layers saved with save_embedding_layers: not adapter tensors
+      }
+      throw Error(ErrorCode::Unsupported, key,
+                  fmt::format("tensor '{}' is not a LoRA factor: {}", key, kMergeInstead));
+    }
+    if (order.empty()) {
+      throw Error(ErrorCode::MissingKey, adapter, "the adapter holds no LoRA factors");
+    }
+
+    const float alpha = static_cast<float>(config.lora_alpha());
+    std::vector<std::pair<std::string, Encoded>> encoded;
+    for (const std::string& module : order) {
+      const Factors& f = modules.at(module);
+      if (f.a == nullptr || f.b == nullptr) {
+        throw Error(ErrorCode::MissingKey, module,
+                    fmt::format("module '{}' has only one of its two LoRA factors", module));
+      }
+      const auto target = gguf_target(*facts.arch, module);
+      if (!target) {
+        throw Error(ErrorCode::Unsupported, module,
+                    fmt::format("module '{}' has no tensor in llama.cpp's {} model", module,
+                                facts.arch->gguf_name));
+      }
+      if (target->output && facts.tied) {
+        throw Error(ErrorCode::Unsupported, module,
+                    "lm_head is tied to the token embeddings in this base model, so llama.cpp "
+                    "has no separate output tensor to adapt");
+      }
+      if (f.a->shape().size() != 2 || f.b->shape().size() != 2) {
+        throw Error(ErrorCode::ShapeMismatch, module,
+                    "LoRA factors must be 2-D (Conv layers are not in llama.cpp)");
+      }
+      // PyTorch shapes: Linear A [r, in], B [out, r]; Embedding A [r, vocab], B [dim, r].
+      const std::size_t r = dim(*f.a, 0);
+      if (dim(*f.b, 1) != r) {
+        throw Error(ErrorCode::ShapeMismatch, module,
+                    fmt::format("lora_A has rank {} but lora_B {}", r, dim(*f.b, 1)));
+      }
+      const double peft_rank = rank_for(config, module);
+      const double peft_scale =
+          alpha_for(config, module) / (config.use_rslora() ? std::sqrt(peft_rank) : peft_rank);
+      const double llama_scale = alpha != 0.0F ? alpha / static_cast<double>(r) : 1.0;
+      const double fold = peft_scale / llama_scale;
+
+      std::vector<float> b = f.b->to_floats();
+      if (fold != 1.0) {
+        for (float& v : b) v = static_cast<float>(static_cast<double>(v) * fold);
+      }
+      std::vector<float> a = f.a->to_floats();
+      const std::size_t b_rows = dim(*f.b, 0);
+      if (facts.arch->permute_qk && target->hf_module == "self_attn.q_proj") {
+        b = permute_rows(b, b_rows, r, facts.heads, module);
+      } else if (facts.arch->permute_qk && target->hf_module == "self_attn.k_proj") {
+        b = permute_rows(b, b_rows, r, facts.kv_heads, module);
+      }
+      // GGUF ne reverses PyTorch's shape. Linear: lora_a = A (ne {in, r}), lora_b = B
+      // (ne {r, out}). token_embd is applied by row lookup: lora_a = Aᵀ (ne {r, vocab}),
+      // lora_b = B (ne {r, dim}).
+      std::size_t a_row = dim(*f.a, 1);
+      if (target->embedding) {
+        a = transposed(a, r, dim(*f.a, 1));
+        a_row = r;
+      }
+      encoded.emplace_back(target->gguf + ".lora_a", encode(a, a_row, options.out_type));
+      encoded.emplace_back(target->gguf + ".lora_b", encode(b, r, options.out_type));
+    }
+
+    std::vector<formats::GgufTensor> tensors;
+    for (std::size_t i = 0; i < encoded.size(); ++i) {
+      const auto& [name, data] = encoded[i];
+      const Factors& f = modules.at(order[i / 2]);
+      const bool is_a = i % 2 == 0;
+      const bool embedding = name.starts_with("token_embd.");
+      const Tensor& source = is_a ? *f.a : *f.b;
+      std::vector<std::uint64_t> ne = {static_cast<std::uint64_t>(source.shape()[1]),
+                                       static_cast<std::uint64_t>(source.shape()[0])};
+      if (embedding && is_a) std::swap(ne[0], ne[1]);
+      tensors.push_back({name, data.type, ne, data.bytes});
+    }
+    using formats::GgufValueType;
+    const std::vector<formats::GgufKeyValue> metadata = {
+        {"general.architecture", GgufValueType::String, std::string(facts.arch->gguf_name)},
+        {"general.type", GgufValueType::String, "adapter"},
+        {"adapter.type", GgufValueType::String, "lora"},
+        {"adapter.lora.alpha", GgufValueType::Float32, alpha},
+    };
+    const std::vector<std::byte> bytes = formats::serialize_gguf(metadata, tensors);
+
+    std::error_code ec;
+    if (!options.overwrite && fs::exists(out, ec)) {
+      throw Error(ErrorCode::InvalidArgument, out.string(),
+                  "the output exists (--force replaces it)");
+    }
+    formats::AtomicFile file(out);
+    file.write(bytes);
+    file.commit();
+    return GgufExportResult{std::string(facts.arch->gguf_name), tensors.size(), bytes.size(),
+                            alpha};
+  });
+}
+
+}  // namespace peft
