@@ -12,7 +12,7 @@ import re
 import sys
 
 LAYERS = ["core", "formats", "hub", "pycompat", "config", "methods", "engine", "merge",
-          "checkpoint", "tools", "cli"]
+          "checkpoint", "tools", "capi", "cli"]
 
 # include/peft/<name>.hpp -> the layer whose sources implement it.
 PUBLIC = {
