@@ -13,6 +13,7 @@
 #include <tuple>
 #include <vector>
 
+#include "peft/export.hpp"
 #include "peft/peft_model.hpp"
 #include "peft/state_dict.hpp"
 
@@ -20,7 +21,7 @@ namespace peft {
 
 enum class SaveEmbeddingLayers { Auto, Yes, No };
 
-struct GetStateDictOptions {
+struct PEFT_API GetStateDictOptions {
   std::string adapter_name = "default";
   SaveEmbeddingLayers save_embedding_layers = SaveEmbeddingLayers::Auto;
   // Where PEFT's warnings go (they are never printed by the library).
@@ -29,9 +30,10 @@ struct GetStateDictOptions {
 
 // The adapter's tensors under their saved keys, in PEFT's order. Like PEFT, AdaLoRA
 // rewrites the adapter's rank_pattern in model.adapters (adapter name stripped).
-StateDict get_peft_model_state_dict(PeftModel& model, const GetStateDictOptions& options = {});
+PEFT_API StateDict get_peft_model_state_dict(PeftModel& model,
+                                             const GetStateDictOptions& options = {});
 
-struct SetStateDictOptions {
+struct PEFT_API SetStateDictOptions {
   std::string adapter_name = "default";
   bool ignore_mismatched_sizes = false;
   // The adapter's tensors were created without storage: adopt the loaded tensors
@@ -40,13 +42,13 @@ struct SetStateDictOptions {
   std::vector<std::string>* warnings = nullptr;
 };
 
-struct MismatchedKey {
+struct PEFT_API MismatchedKey {
   std::string key;
   Shape checkpoint_shape;
   Shape model_shape;
 };
 
-struct LoadResult {
+struct PEFT_API LoadResult {
   std::vector<std::string> missing_keys;       // as load_state_dict(strict=False) returns them
   std::vector<std::string> unexpected_keys;    // idem
   std::vector<MismatchedKey> mismatched_keys;  // dropped with ignore_mismatched_sizes
@@ -59,13 +61,13 @@ struct LoadResult {
 // Throws peft::Error where PEFT raises: a missing modules_to_save key (MissingKey), a
 // size mismatch (SizeMismatch, after copying every other tensor, as PyTorch does),
 // old OFT files, missing VeRA projections, a missing or misshapen prompt embedding.
-LoadResult set_peft_model_state_dict(PeftModel& model, StateDict state,
-                                     const SetStateDictOptions& options = {});
+PEFT_API LoadResult set_peft_model_state_dict(PeftModel& model, StateDict state,
+                                              const SetStateDictOptions& options = {});
 
 // The two key rewrites, exposed for tools and tests.
-std::string remove_adapter_name(std::string_view key, std::string_view adapter_name,
-                                bool vblora = false);
-std::string insert_adapter_name(std::string_view key, std::string_view adapter_name,
-                                std::string_view prefix);
+PEFT_API std::string remove_adapter_name(std::string_view key, std::string_view adapter_name,
+                                         bool vblora = false);
+PEFT_API std::string insert_adapter_name(std::string_view key, std::string_view adapter_name,
+                                         std::string_view prefix);
 
 }  // namespace peft
