@@ -23,8 +23,10 @@ example="$root/examples/tf_llama_lora"
 
 if [ $shared = 1 ]; then
   launcher=()
-  command -v ccache >/dev/null &&
+  if command -v ccache >/dev/null; then
     launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+    export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
+  fi
   cmake -S "$root" -B "$build" -DBUILD_SHARED_LIBS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DPEFT_BUILD_TESTS="${PEFT_BUILD_TESTS:-OFF}" -DPEFT_BUILD_BENCH=OFF "${launcher[@]}" >/dev/null
   cmake --build "$build" -j "${JOBS:-$(nproc)}" --target peftcpp_lib peftcpp >/dev/null
