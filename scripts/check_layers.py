@@ -12,12 +12,12 @@ import re
 import sys
 
 LAYERS = ["core", "formats", "hub", "pycompat", "config", "methods", "engine", "merge",
-          "checkpoint", "tools", "cli"]
+          "checkpoint", "tools", "capi", "cli"]
 
 # include/peft/<name>.hpp -> the layer whose sources implement it.
 PUBLIC = {
     "dtype": "core", "error": "core", "diagnostic": "core", "tensor": "core", "state_dict": "core",
-    "version": "core", "peft": "cli",  # the umbrella header includes everything
+    "version": "core", "export": "core", "peft": "cli",  # the umbrella header includes everything
     "safetensors": "formats", "torch_file": "formats", "file_format": "formats",
     "signals": "formats",
     "hub_cache": "hub",

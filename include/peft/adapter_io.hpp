@@ -10,6 +10,7 @@
 
 #include "peft/config.hpp"
 #include "peft/diagnostic.hpp"
+#include "peft/export.hpp"
 #include "peft/peft_model.hpp"
 #include "peft/peft_state_dict.hpp"
 #include "peft/state_dict.hpp"
@@ -17,13 +18,13 @@
 namespace peft {
 
 // Where an adapter is looked for: a local folder, else the Hugging Face cache.
-struct AdapterLocation {
+struct PEFT_API AdapterLocation {
   std::string subfolder;                           // "" = none
   std::string revision = "main";                   // branch, tag or commit (cache lookups)
   std::optional<std::filesystem::path> cache_dir;  // default: HubCache::default_root()
 };
 
-struct LoadWeightsOptions {
+struct PEFT_API LoadWeightsOptions {
   AdapterLocation location;
   // Python's key_mapping: (regex, replacement) pairs tried in order on each key with
   // its "base_model.model." / "base_model." prefix stripped; the first pattern that
@@ -35,28 +36,30 @@ struct LoadWeightsOptions {
 // The file `filename` of the adapter `id_or_path`: id_or_path[/subfolder]/filename when it
 // exists locally, else the cached file of Hub repository `id_or_path`. Throws NotFound
 // listing every place that was tried.
-std::filesystem::path resolve_adapter_file(const std::string& id_or_path,
-                                           const std::string& filename,
-                                           const AdapterLocation& location = {});
+PEFT_API std::filesystem::path resolve_adapter_file(const std::string& id_or_path,
+                                                    const std::string& filename,
+                                                    const AdapterLocation& location = {});
 
 // The folder of the adapter `id_or_path`: the local folder (with the sub folder), else
 // the snapshot folder of that revision in the Hugging Face cache. Throws NotFound listing
 // the places tried.
-std::filesystem::path resolve_adapter_folder(const std::string& id_or_path,
-                                             const AdapterLocation& location = {});
+PEFT_API std::filesystem::path resolve_adapter_folder(const std::string& id_or_path,
+                                                      const AdapterLocation& location = {});
 
 // The adapter's weights, saved keys (adapter_model.safetensors preferred over
 // adapter_model.bin), zero-copy where the file allows.
-StateDict load_peft_weights(const std::string& id_or_path, const LoadWeightsOptions& options = {});
+PEFT_API StateDict load_peft_weights(const std::string& id_or_path,
+                                     const LoadWeightsOptions& options = {});
 
 // Applies a key_mapping as load_peft_weights does.
-StateDict apply_key_mapping(StateDict weights,
-                            const std::vector<std::pair<std::string, std::string>>& key_mapping);
+PEFT_API StateDict apply_key_mapping(
+    StateDict weights, const std::vector<std::pair<std::string, std::string>>& key_mapping);
 
 // adapter_config.json of the adapter `id_or_path`.
-PeftConfig load_adapter_config(const std::string& id_or_path, const AdapterLocation& location = {});
+PEFT_API PeftConfig load_adapter_config(const std::string& id_or_path,
+                                        const AdapterLocation& location = {});
 
-struct SavePretrainedOptions {
+struct PEFT_API SavePretrainedOptions {
   std::vector<std::string> selected_adapters;  // empty: every adapter, in creation order
   bool select_none = false;                    // save no adapter (only the model card)
   SaveEmbeddingLayers save_embedding_layers = SaveEmbeddingLayers::Auto;
@@ -80,10 +83,10 @@ struct SavePretrainedOptions {
 // adapter of which the model holds no tensor is refused (InvalidArgument) before anything
 // is written: the model's state must use full keys ("...lora_A.default.weight"); weights
 // with saved keys (load_peft_weights) are written with save_adapter instead.
-void save_pretrained(PeftModel& model, const std::filesystem::path& folder,
-                     const SavePretrainedOptions& options = {});
+PEFT_API void save_pretrained(PeftModel& model, const std::filesystem::path& folder,
+                              const SavePretrainedOptions& options = {});
 
-struct FromPretrainedOptions {
+struct PEFT_API FromPretrainedOptions {
   AdapterLocation location;
   std::string adapter_name = "default";
   bool is_trainable = false;
@@ -98,7 +101,7 @@ struct FromPretrainedOptions {
 // already hold the adapter's tensors, as PEFT's injection would create them), then
 // load_peft_weights + set_peft_model_state_dict. Returns the load result with the
 // missing keys PEFT reports.
-LoadResult from_pretrained(PeftModel& model, const std::string& id_or_path,
-                           const FromPretrainedOptions& options = {});
+PEFT_API LoadResult from_pretrained(PeftModel& model, const std::string& id_or_path,
+                                    const FromPretrainedOptions& options = {});
 
 }  // namespace peft

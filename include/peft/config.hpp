@@ -38,12 +38,13 @@
 #include <nlohmann/json.hpp>
 
 #include "peft/diagnostic.hpp"
+#include "peft/export.hpp"
 #include "peft/peft_type.hpp"
 
 namespace peft {
 
 // target_modules / exclude_modules / feedforward_modules.
-struct TargetModules {
+struct PEFT_API TargetModules {
   enum class Kind {
     None,   // null (or absent)
     List,   // a list of names: a module matches a name exactly or ends with "." + name
@@ -63,7 +64,7 @@ struct TargetModules {
 using TokenIndices =
     std::variant<std::vector<std::int64_t>, std::map<std::string, std::vector<std::int64_t>>>;
 
-class PeftConfig {
+class PEFT_API PeftConfig {
  public:
   // `file_or_folder` is adapter_config.json itself or the folder holding it.
   static PeftConfig load(const std::filesystem::path& file_or_folder);

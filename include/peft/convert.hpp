@@ -12,15 +12,16 @@
 #include "peft/config.hpp"
 #include "peft/diagnostic.hpp"
 #include "peft/dtype.hpp"
+#include "peft/export.hpp"
 #include "peft/file_format.hpp"
 #include "peft/state_dict.hpp"
 
 namespace peft {
 
 // Whether the file name's extension names a weights format convert can write.
-bool is_weights_extension(const std::filesystem::path& path);
+PEFT_API bool is_weights_extension(const std::filesystem::path& path);
 
-struct ConvertOptions {
+struct PEFT_API ConvertOptions {
   std::optional<DType> dtype;  // cast floating tensors (integer tensors are kept)
   bool overwrite = false;      // replace an existing output
 };
@@ -30,10 +31,10 @@ struct ConvertOptions {
 // converted; --dtype applies to weights). Inputs are recognised by content. Every output
 // is written atomically, an output folder created here is removed again on failure, and
 // an existing output is refused unless overwrite.
-void convert_adapter(const std::filesystem::path& in, const std::filesystem::path& out,
-                     const ConvertOptions& options);
+PEFT_API void convert_adapter(const std::filesystem::path& in, const std::filesystem::path& out,
+                              const ConvertOptions& options);
 
-struct SaveAdapterOptions {
+struct PEFT_API SaveAdapterOptions {
   bool safe_serialization = true;   // false: adapter_model.bin
   bool overwrite = false;           // replace an adapter already in the folder
   bool durable = false;             // fsync files and folder
@@ -48,17 +49,17 @@ struct SaveAdapterOptions {
 // keys that still hold an adapter name, tensors for modules the config does not target,
 // ranks that contradict the config, a config PEFT refuses. Nothing is left behind on
 // failure.
-void save_adapter(const std::filesystem::path& folder, const PeftConfig& config,
-                  const StateDict& weights, const SaveAdapterOptions& options = {});
+PEFT_API void save_adapter(const std::filesystem::path& folder, const PeftConfig& config,
+                           const StateDict& weights, const SaveAdapterOptions& options = {});
 
-struct TensorDifference {
+struct PEFT_API TensorDifference {
   std::string key;
   std::string what;  // "only in A", "only in B", "dtype", "shape", "values"
   double max_abs = 0;
   double max_rel = 0;
 };
 
-struct Comparison {
+struct PEFT_API Comparison {
   std::vector<TensorDifference> tensors;        // differences beyond the tolerance
   std::vector<std::string> config_differences;  // "field: A value -> B value"
   std::size_t compared = 0;                     // tensors present in both
@@ -66,7 +67,7 @@ struct Comparison {
   bool identical() const { return tensors.empty() && config_differences.empty(); }
 };
 
-struct CompareOptions {
+struct PEFT_API CompareOptions {
   // Values count as equal when |a - b| <= atol + rtol * |b| (numpy.allclose); the default
   // asks for identical bytes.
   double atol = 0;
@@ -75,9 +76,9 @@ struct CompareOptions {
 
 // Compares two weight files or two adapter folders (configs too), or a folder's weights
 // with a file.
-Comparison compare_adapters(const std::filesystem::path& a, const std::filesystem::path& b,
-                            const CompareOptions& options = {});
+PEFT_API Comparison compare_adapters(const std::filesystem::path& a, const std::filesystem::path& b,
+                                     const CompareOptions& options = {});
 
-nlohmann::json to_json(const Comparison& comparison);
+PEFT_API nlohmann::json to_json(const Comparison& comparison);
 
 }  // namespace peft

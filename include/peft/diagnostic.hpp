@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "peft/export.hpp"
+
 namespace peft {
 
 enum class Severity : std::uint8_t {
@@ -15,7 +17,7 @@ enum class Severity : std::uint8_t {
   Warning,  // worth knowing, harmless for loading (PEFT's warnings, stale files, ...)
 };
 
-struct Diagnostic {
+struct PEFT_API Diagnostic {
   std::string code;  // stable identifier, e.g. "unknown_fields", "rank_mismatch" (docs/cli.md)
   Severity severity = Severity::Warning;
   std::string source;   // the file (and key), adapter or argument concerned; may be empty
@@ -26,13 +28,13 @@ struct Diagnostic {
 using Diagnostics = std::vector<Diagnostic>;
 
 // "<source>: <code>: <message>", leaving out empty parts.
-std::string to_text(const Diagnostic& diagnostic);
+PEFT_API std::string to_text(const Diagnostic& diagnostic);
 
 // Appends to `sink` unless it is null.
-void report(Diagnostics* sink, Diagnostic diagnostic);
+PEFT_API void report(Diagnostics* sink, Diagnostic diagnostic);
 
 // A warning with PEFT's own text (as Python's warnings module shows it), for `sink`.
-void report_warning(Diagnostics* sink, std::string code, std::string message,
-                    std::string source = {});
+PEFT_API void report_warning(Diagnostics* sink, std::string code, std::string message,
+                             std::string source = {});
 
 }  // namespace peft

@@ -13,6 +13,8 @@
 #include <optional>
 #include <string_view>
 
+#include "peft/export.hpp"
+
 namespace peft {
 
 enum class DType : std::uint8_t {
@@ -43,28 +45,28 @@ enum class DType : std::uint8_t {
 inline constexpr std::size_t kDTypeCount = 22;
 
 // The safetensors name ("F32", "BF16", ...).
-std::string_view dtype_name(DType dtype) noexcept;
+PEFT_API std::string_view dtype_name(DType dtype) noexcept;
 // Parses a safetensors name; nullopt for anything else (names are case-sensitive).
-std::optional<DType> dtype_from_name(std::string_view name) noexcept;
+PEFT_API std::optional<DType> dtype_from_name(std::string_view name) noexcept;
 // The floating dtypes a user may ask a conversion for, as PyTorch and safetensors spell
 // them: f32/fp32/float32/float, f16/fp16/float16/half, bf16/bfloat16 (any case, with or
 // without "torch."). nullopt for anything else. Every dtype option of the CLI uses it.
-std::optional<DType> floating_dtype_from_alias(std::string_view text) noexcept;
+PEFT_API std::optional<DType> floating_dtype_from_alias(std::string_view text) noexcept;
 // "f32, fp32, float32, float, f16, ..." for messages.
-std::string_view floating_dtype_aliases() noexcept;
+PEFT_API std::string_view floating_dtype_aliases() noexcept;
 // Bits per element: 4, 6, 8, 16, 32 or 64.
-unsigned dtype_bits(DType dtype) noexcept;
+PEFT_API unsigned dtype_bits(DType dtype) noexcept;
 // Bytes per element for byte-sized types; 0 for the sub-byte ones.
-std::size_t dtype_size(DType dtype) noexcept;
+PEFT_API std::size_t dtype_size(DType dtype) noexcept;
 // The writer's sort rank (higher is written first).
 inline unsigned dtype_rank(DType dtype) noexcept {
   return static_cast<unsigned>(dtype);
 }
 
-bool is_floating(DType dtype) noexcept;
-bool is_integral(DType dtype) noexcept;  // BOOL excluded
+PEFT_API bool is_floating(DType dtype) noexcept;
+PEFT_API bool is_integral(DType dtype) noexcept;  // BOOL excluded
 // Types peftcpp converts between: F64, F32, F16, BF16, BOOL and the integer types.
-bool is_convertible(DType dtype) noexcept;
+PEFT_API bool is_convertible(DType dtype) noexcept;
 
 // Element conversions exactly as PyTorch performs them (c10::Half / c10::BFloat16):
 // round to nearest even, NaN and infinities preserved. Inline: they run per element in

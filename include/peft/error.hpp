@@ -14,6 +14,8 @@
 #include <string_view>
 #include <utility>
 
+#include "peft/export.hpp"
+
 namespace peft {
 
 // What kind of problem an error is: the hundreds digit of its code.
@@ -76,19 +78,19 @@ enum class ErrorCode : int {
 };
 
 // Every code, in numeric order (for tests, documentation and tools).
-std::span<const ErrorCode> all_error_codes() noexcept;
+PEFT_API std::span<const ErrorCode> all_error_codes() noexcept;
 
 constexpr ErrorCategory category(ErrorCode code) noexcept {
   return static_cast<ErrorCategory>(static_cast<int>(code) / 100);
 }
 
 // "io", "usage", "format", "tensor", "config", "model", "unsupported".
-std::string_view to_string(ErrorCategory category) noexcept;
+PEFT_API std::string_view to_string(ErrorCategory category) noexcept;
 
 // Stable snake_case name of a code, used in messages and in --json output.
-std::string_view to_string(ErrorCode code) noexcept;
+PEFT_API std::string_view to_string(ErrorCode code) noexcept;
 
-class Error : public std::runtime_error {
+class PEFT_API Error : public std::runtime_error {
  public:
   Error(ErrorCode code, std::string source, std::string detail);
 

@@ -22,6 +22,7 @@
 #include <span>
 #include <string_view>
 
+#include "peft/export.hpp"
 #include "peft/state_dict.hpp"
 
 namespace peft {
@@ -38,38 +39,39 @@ enum class FileFormat {
 };
 
 // "safetensors", "torch zip", ... for messages.
-std::string_view to_string(FileFormat format) noexcept;
+PEFT_API std::string_view to_string(FileFormat format) noexcept;
 
 // The format the extension names (.safetensors, .bin/.pt/.pth, .gguf, .json), or Unknown.
-FileFormat format_from_extension(const std::filesystem::path& path);
+PEFT_API FileFormat format_from_extension(const std::filesystem::path& path);
 
 // Detection from the bytes of a file: `head` is its first bytes (at least 64 when the
 // file is that long), `tail` its last bytes (up to 65,557: a zip end record plus the
 // longest comment), `file_size` its length. `name_hint` (may be empty) breaks ties.
-FileFormat detect_file_format(std::span<const std::byte> head, std::span<const std::byte> tail,
-                              std::uint64_t file_size, const std::filesystem::path& name_hint = {});
+PEFT_API FileFormat detect_file_format(std::span<const std::byte> head,
+                                       std::span<const std::byte> tail, std::uint64_t file_size,
+                                       const std::filesystem::path& name_hint = {});
 
 // The same for a whole file held in memory.
-FileFormat detect_file_format(std::span<const std::byte> whole,
-                              const std::filesystem::path& name_hint = {});
+PEFT_API FileFormat detect_file_format(std::span<const std::byte> whole,
+                                       const std::filesystem::path& name_hint = {});
 
 // Reads the head and tail of `path` and detects its format. Throws peft::Error (Io,
 // NotFound) when the file cannot be read.
-FileFormat detect_file_format(const std::filesystem::path& path);
+PEFT_API FileFormat detect_file_format(const std::filesystem::path& path);
 
 // The reader for a weights file: Safetensors, or one of the torch.save formats. JSON
 // and GGUF files are refused with an error that says what the file is; a file whose
 // bytes match no format gets the reader its name suggests (.safetensors, .bin/.pt/
 // .pth; else by its first bytes), so that reader's error explains what is wrong.
-FileFormat weights_reader_for(const std::filesystem::path& path);
+PEFT_API FileFormat weights_reader_for(const std::filesystem::path& path);
 
-struct WeightsReadOptions {
+struct PEFT_API WeightsReadOptions {
   bool use_mmap = true;
   bool verify_crc = false;  // torch zip records: check CRC-32 (see TorchReadOptions)
 };
 
 // Reads a weights file (safetensors or torch.save) with weights_reader_for's reader.
-StateDict read_weights_file(const std::filesystem::path& path,
-                            const WeightsReadOptions& options = {});
+PEFT_API StateDict read_weights_file(const std::filesystem::path& path,
+                                     const WeightsReadOptions& options = {});
 
 }  // namespace peft

@@ -18,6 +18,7 @@
 
 #include "peft/adapter_io.hpp"
 #include "peft/dtype.hpp"
+#include "peft/export.hpp"
 
 namespace peft {
 
@@ -25,16 +26,16 @@ enum class GgufOutType : std::uint8_t { F32, F16, BF16, Q8_0 };
 
 // "f32", "f16", "bf16", "q8_0" and the dtype aliases of every dtype option; nullopt
 // otherwise.
-std::optional<GgufOutType> gguf_out_type_from_name(std::string_view name);
+PEFT_API std::optional<GgufOutType> gguf_out_type_from_name(std::string_view name);
 
-struct GgufExportOptions {
+struct PEFT_API GgufExportOptions {
   AdapterLocation adapter_location;
   AdapterLocation base_location;
   GgufOutType out_type = GgufOutType::F32;
   bool overwrite = false;
 };
 
-struct GgufExportResult {
+struct PEFT_API GgufExportResult {
   std::string architecture;  // llama.cpp's name, e.g. "llama"
   std::size_t tensors = 0;   // lora_a + lora_b tensors written
   std::uint64_t bytes = 0;   // file size
@@ -42,15 +43,15 @@ struct GgufExportResult {
 };
 
 // The architectures export_gguf knows: Hugging Face class -> llama.cpp name.
-std::vector<std::pair<std::string, std::string>> gguf_architectures();
+PEFT_API std::vector<std::pair<std::string, std::string>> gguf_architectures();
 
 // Writes the adapter `adapter` (folder or Hub id) for the base model `base` (folder or
 // Hub id holding config.json) to `out`, atomically. Throws Unsupported for what llama.cpp's
 // format cannot express (methods other than LoRA, DoRA, trained biases, modules_to_save,
 // trainable tokens, LoRA on tied output embeddings, architectures it does not know), naming
 // the reason and suggesting `peftcpp merge`.
-GgufExportResult export_gguf(const std::string& adapter, const std::string& base,
-                             const std::filesystem::path& out,
-                             const GgufExportOptions& options = {});
+PEFT_API GgufExportResult export_gguf(const std::string& adapter, const std::string& base,
+                                      const std::filesystem::path& out,
+                                      const GgufExportOptions& options = {});
 
 }  // namespace peft

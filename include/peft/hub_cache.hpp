@@ -15,9 +15,11 @@
 #include <string>
 #include <string_view>
 
+#include "peft/export.hpp"
+
 namespace peft {
 
-class HubCache {
+class PEFT_API HubCache {
  public:
   // The cache of the environment (see above).
   HubCache();
@@ -54,7 +56,7 @@ class HubCache {
 // A Hub reference as users write it: "org/name", "org/name@revision",
 // "org/name/sub/folder" or "org/name/sub/folder@revision" (the revision may itself
 // contain '/', e.g. "refs/pr/1"; repository ids cannot contain '@').
-struct HubReference {
+struct PEFT_API HubReference {
   std::string repo_id;    // "org/name" (or a canonical "name")
   std::string subfolder;  // "" = the repository's root
   std::optional<std::string> revision;
@@ -63,9 +65,9 @@ struct HubReference {
 // Parses `text` as above; nullopt when its repository part is not a valid Hub id
 // (huggingface_hub's rule: [A-Za-z0-9_.-] names of at most 96 characters, no "--" or
 // "..", not starting or ending with '-' or '.').
-std::optional<HubReference> parse_hub_reference(std::string_view text);
+PEFT_API std::optional<HubReference> parse_hub_reference(std::string_view text);
 
 // Expands a leading "~" and "$VAR" / "${VAR}" as Python's expanduser + expandvars do.
-std::string expand_path(std::string_view text);
+PEFT_API std::string expand_path(std::string_view text);
 
 }  // namespace peft

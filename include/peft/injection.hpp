@@ -13,6 +13,7 @@
 #include <map>
 #include <string>
 
+#include "peft/export.hpp"
 #include "peft/peft_model.hpp"
 
 namespace peft {
@@ -27,8 +28,8 @@ using ModuleClasses = std::map<std::string, std::string>;
 // the method does not wrap), InvalidConfigValue where PEFT's layer refuses the config.
 // Adapter tensors take the dtype of their layer's weight (float32 for a non-float one);
 // with `autocast_adapter_dtype` (PEFT's default) float16/bfloat16 become float32.
-PeftModel inject_adapter(const StateDict& base, const std::string& adapter_name,
-                         const PeftConfig& config, const ModuleClasses& classes = {},
-                         bool autocast_adapter_dtype = true);
+PEFT_API PeftModel inject_adapter(const StateDict& base, const std::string& adapter_name,
+                                  const PeftConfig& config, const ModuleClasses& classes = {},
+                                  bool autocast_adapter_dtype = true);
 
 }  // namespace peft

@@ -16,18 +16,19 @@
 #include <nlohmann/json.hpp>
 
 #include "peft/config.hpp"
+#include "peft/export.hpp"
 #include "peft/state_dict.hpp"
 #include "peft/tensor.hpp"
 
 namespace peft {
 
-struct TensorSummary {
+struct PEFT_API TensorSummary {
   std::string name;
   DType dtype;
   Shape shape;
 };
 
-struct ModuleSummary {
+struct PEFT_API ModuleSummary {
   std::string module;  // path in the base model ("model.layers.0.self_attn.q_proj")
   // LoRA-like methods. PEFT takes r and the scaling from the config, never from the
   // tensors: `rank`, `alpha` and `scaling` are the config's (rank_pattern/alpha_pattern
@@ -41,7 +42,7 @@ struct ModuleSummary {
   bool rank_mismatch() const { return rank && weights_rank && *rank != *weights_rank; }
 };
 
-struct AdapterSummary {
+struct PEFT_API AdapterSummary {
   std::string name;  // "default" for the root folder, else the sub folder's name
   std::filesystem::path folder;
   std::optional<PeftConfig> config;
@@ -67,22 +68,22 @@ struct AdapterSummary {
 // direct sub folder holding an adapter_config.json. Never throws for a broken file:
 // the problem is recorded in config_error / weights_error. Throws NotFound when the
 // folder does not exist or holds no adapter at all.
-std::vector<AdapterSummary> inspect_adapters(const std::filesystem::path& folder);
+PEFT_API std::vector<AdapterSummary> inspect_adapters(const std::filesystem::path& folder);
 
 // A single weights file (safetensors or torch.save, recognised by content): its tensors.
 // A file that cannot be read at all (missing, a JSON or GGUF file) throws; a damaged one
 // is summarized with weights_error set.
-AdapterSummary inspect_weights_file(const std::filesystem::path& file);
+PEFT_API AdapterSummary inspect_weights_file(const std::filesystem::path& file);
 
 // The summary of an adapter held in memory: a config and its weights with saved keys
 // (what load_peft_weights returns). weights_file stays empty, weights_format is "memory".
-AdapterSummary summarize_adapter(const PeftConfig& config, const StateDict& weights,
-                                 std::string name = "default");
+PEFT_API AdapterSummary summarize_adapter(const PeftConfig& config, const StateDict& weights,
+                                          std::string name = "default");
 
 // The documented JSON form of a summary (see docs/cli.md).
-nlohmann::json to_json(const AdapterSummary& summary, bool with_tensors);
+PEFT_API nlohmann::json to_json(const AdapterSummary& summary, bool with_tensors);
 
 // "model.layers.*.self_attn.q_proj" for every module path, numeric components replaced.
-std::string layer_pattern(std::string_view module);
+PEFT_API std::string layer_pattern(std::string_view module);
 
 }  // namespace peft

@@ -30,12 +30,13 @@
 
 #include "peft/config.hpp"
 #include "peft/diagnostic.hpp"
+#include "peft/export.hpp"
 #include "peft/state_dict.hpp"
 
 namespace peft {
 
 // One loaded adapter.
-struct MergeAdapter {
+struct PEFT_API MergeAdapter {
   std::string name;  // "default", "other", ...: what MergeOptions::adapter_names selects
   PeftConfig config;
   StateDict weights;  // adapter_model.safetensors as saved (no adapter names in keys)
@@ -46,7 +47,7 @@ struct MergeAdapter {
   StateDict extras;
 };
 
-struct MergeOptions {
+struct PEFT_API MergeOptions {
   // The adapters to merge, in order; empty merges the active adapter (the first loaded).
   std::vector<std::string> adapter_names;
   // PEFT's safe_merge: the delta is rounded to the base dtype before it is added.
@@ -67,7 +68,7 @@ struct Plan;
 }
 
 // The adapters indexed by the base tensors they change. Cheap to copy (shared, immutable).
-class PreparedMerge {
+class PEFT_API PreparedMerge {
  public:
   // Throws NotFound for an unknown adapter name, Unsupported for methods PEFT cannot merge
   // (prompt learning, Poly, X-LoRA, layer_replication, grouped LoRA convolutions...),
@@ -97,19 +98,19 @@ using BaseShapes = std::function<std::optional<Shape>(std::string_view base_key)
 
 // merge_and_unload() on a whole state dict: same keys, order, shapes and dtypes as `base`.
 // Throws MissingKey when an adapter module has no tensor in `base`.
-StateDict merge_adapters(const StateDict& base, std::vector<MergeAdapter> adapters,
-                         const MergeOptions& options = {});
+PEFT_API StateDict merge_adapters(const StateDict& base, std::vector<MergeAdapter> adapters,
+                                  const MergeOptions& options = {});
 // The inverse: the base weights from the merged ones, or Unsupported saying why not.
-StateDict unmerge_adapters(const StateDict& merged, std::vector<MergeAdapter> adapters,
-                           const MergeOptions& options = {});
+PEFT_API StateDict unmerge_adapters(const StateDict& merged, std::vector<MergeAdapter> adapters,
+                                    const MergeOptions& options = {});
 
 // PEFT's add_weighted_adapter for LoRA adapters (combination types "cat", "linear",
 // "svd"): a new LoRA adapter named `name` whose delta combines the sources'. The sources
 // must be LoRA adapters without DoRA; "linear" needs equal ranks. `svd` keeps the
 // largest source rank (or `svd_rank` when > 0).
-MergeAdapter add_weighted_adapter(std::span<const MergeAdapter> sources,
-                                  std::span<const double> weights,
-                                  std::string_view combination_type, std::string name,
-                                  int svd_rank = 0);
+PEFT_API MergeAdapter add_weighted_adapter(std::span<const MergeAdapter> sources,
+                                           std::span<const double> weights,
+                                           std::string_view combination_type, std::string name,
+                                           int svd_rank = 0);
 
 }  // namespace peft

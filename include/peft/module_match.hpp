@@ -29,6 +29,7 @@
 #include <string_view>
 
 #include "peft/config.hpp"
+#include "peft/export.hpp"
 
 namespace peft {
 
@@ -43,28 +44,29 @@ enum class TargetMatch {
 // ADAPTION_PROMPT (adapts the attention modules of the last `adapter_layers` layers),
 // target_modules "all-linear" (the layer classes), and target_modules null without
 // target_parameters (PEFT then picks defaults from the model type).
-TargetMatch match_target(const PeftConfig& config, std::string_view module_name);
-bool is_targeted(const PeftConfig& config, std::string_view module_name);
+PEFT_API TargetMatch match_target(const PeftConfig& config, std::string_view module_name);
+PEFT_API bool is_targeted(const PeftConfig& config, std::string_view module_name);
 
 // LoRA target_parameters: whether the parameter "<module>.<name>" (module name without
 // any ".base_layer") is wrapped: it equals an entry or ends with "." + entry.
-bool is_parameter_targeted(const PeftConfig& config, std::string_view parameter_path);
+PEFT_API bool is_parameter_targeted(const PeftConfig& config, std::string_view parameter_path);
 
 // PEFT's pattern lookup (get_pattern_key) in the object-valued field `pattern_field`
 // (rank_pattern, alpha_pattern, lambda_pattern, ...): the first key, in the file's order,
 // for which `(.*\.)?(<key>)$` matches the module name from its start. When none does,
 // PEFT looks the module name itself up, so the name is returned if it is a key.
 // nullopt otherwise.
-std::optional<std::string> pattern_key(const PeftConfig& config, std::string_view pattern_field,
-                                       std::string_view module_name);
+PEFT_API std::optional<std::string> pattern_key(const PeftConfig& config,
+                                                std::string_view pattern_field,
+                                                std::string_view module_name);
 
 // The rank of the adapter layer on `module_name`:
 //   LoRA, LoHa, LoKr, DeLoRA: rank_pattern (pattern_key) else r;
 //   AdaLoRA: the number of kept ranks in the rank_pattern mask "<module>.lora_E" else init_r;
 //   other methods: r. OSF throws Unsupported (its ranks come from the weights' spectrum).
-int rank_for(const PeftConfig& config, std::string_view module_name);
+PEFT_API int rank_for(const PeftConfig& config, std::string_view module_name);
 // The alpha of that layer: LoRA: alpha_pattern else lora_alpha; AdaLoRA: lora_alpha;
 // LoHa/LoKr: alpha_pattern else alpha; other methods: lora_alpha().
-double alpha_for(const PeftConfig& config, std::string_view module_name);
+PEFT_API double alpha_for(const PeftConfig& config, std::string_view module_name);
 
 }  // namespace peft

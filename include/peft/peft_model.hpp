@@ -21,11 +21,12 @@
 #include <vector>
 
 #include "peft/config.hpp"
+#include "peft/export.hpp"
 #include "peft/state_dict.hpp"
 
 namespace peft {
 
-struct ModelFacts {
+struct PEFT_API ModelFacts {
   // transformers' get_input_embeddings()/get_output_embeddings(), as module paths of the
   // user's model ("model.embed_tokens", "lm_head"); unset when the model has none.
   std::optional<std::string> input_embedding;
@@ -48,7 +49,7 @@ struct ModelFacts {
   std::string model_class = "PeftModel";
 };
 
-struct PeftModel {
+struct PEFT_API PeftModel {
   StateDict state;
   std::vector<std::pair<std::string, PeftConfig>> adapters;
   ModelFacts facts;
@@ -61,6 +62,6 @@ struct PeftModel {
 
 // Makes every tensor of `state` writable heap storage, keeping tensors that viewed the
 // same bytes aliased (one copy shared by all of them).
-void make_writable(StateDict& state);
+PEFT_API void make_writable(StateDict& state);
 
 }  // namespace peft

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "peft/diagnostic.hpp"
+#include "peft/export.hpp"
 #include "peft/peft_model.hpp"
 #include "peft/state_dict.hpp"
 
@@ -21,7 +22,7 @@ namespace peft {
 
 enum class SaveEmbeddingLayers { Auto, Yes, No };
 
-struct GetStateDictOptions {
+struct PEFT_API GetStateDictOptions {
   std::string adapter_name = "default";
   SaveEmbeddingLayers save_embedding_layers = SaveEmbeddingLayers::Auto;
   // Where PEFT's warnings go (they are never printed by the library).
@@ -30,9 +31,10 @@ struct GetStateDictOptions {
 
 // The adapter's tensors under their saved keys, in PEFT's order. Like PEFT, AdaLoRA
 // rewrites the adapter's rank_pattern in model.adapters (adapter name stripped).
-StateDict get_peft_model_state_dict(PeftModel& model, const GetStateDictOptions& options = {});
+PEFT_API StateDict get_peft_model_state_dict(PeftModel& model,
+                                             const GetStateDictOptions& options = {});
 
-struct SetStateDictOptions {
+struct PEFT_API SetStateDictOptions {
   std::string adapter_name = "default";
   bool ignore_mismatched_sizes = false;
   // The adapter's tensors were created without storage: adopt the loaded tensors
@@ -41,13 +43,13 @@ struct SetStateDictOptions {
   Diagnostics* warnings = nullptr;
 };
 
-struct MismatchedKey {
+struct PEFT_API MismatchedKey {
   std::string key;
   Shape checkpoint_shape;
   Shape model_shape;
 };
 
-struct LoadResult {
+struct PEFT_API LoadResult {
   std::vector<std::string> missing_keys;       // as load_state_dict(strict=False) returns them
   std::vector<std::string> unexpected_keys;    // idem
   std::vector<MismatchedKey> mismatched_keys;  // dropped with ignore_mismatched_sizes
@@ -60,7 +62,7 @@ struct LoadResult {
 // Throws peft::Error where PEFT raises: a missing modules_to_save key (MissingKey), a
 // size mismatch (SizeMismatch, after copying every other tensor, as PyTorch does),
 // old OFT files, missing VeRA projections, a missing or misshapen prompt embedding.
-LoadResult set_peft_model_state_dict(PeftModel& model, StateDict state,
-                                     const SetStateDictOptions& options = {});
+PEFT_API LoadResult set_peft_model_state_dict(PeftModel& model, StateDict state,
+                                              const SetStateDictOptions& options = {});
 
 }  // namespace peft

@@ -17,6 +17,8 @@
 #include <span>
 #include <string_view>
 
+#include "peft/export.hpp"
+
 namespace peft {
 
 enum class PeftType : std::uint8_t {
@@ -73,17 +75,17 @@ inline constexpr std::size_t kPeftTypeCount = 45;
 inline constexpr std::size_t kPeftTypeCountV0_18_0 = 30;
 
 // Every PeftType, in declaration order.
-std::span<const PeftType> all_peft_types() noexcept;
+PEFT_API std::span<const PeftType> all_peft_types() noexcept;
 
 // The string PEFT writes for `type`, e.g. "LORA".
-std::string_view to_string(PeftType type) noexcept;
+PEFT_API std::string_view to_string(PeftType type) noexcept;
 // Parses a peft_type value; nullopt for anything else.
-std::optional<PeftType> peft_type_from_string(std::string_view name) noexcept;
+PEFT_API std::optional<PeftType> peft_type_from_string(std::string_view name) noexcept;
 // Prompt-learning methods (PROMPT_TUNING, MULTITASK_PROMPT_TUNING, P_TUNING, PREFIX_TUNING,
 // CPT, and the later CARTRIDGE): they add virtual tokens instead of wrapping modules.
-bool is_prompt_learning(PeftType type) noexcept;
+PEFT_API bool is_prompt_learning(PeftType type) noexcept;
 // True for the 30 types PEFT v0.18.0 registers.
-bool in_peft_0_18_0(PeftType type) noexcept;
+PEFT_API bool in_peft_0_18_0(PeftType type) noexcept;
 
 enum class TaskType : std::uint8_t {
   SEQ_CLS,
@@ -96,8 +98,8 @@ enum class TaskType : std::uint8_t {
 
 inline constexpr std::size_t kTaskTypeCount = 6;
 
-std::span<const TaskType> all_task_types() noexcept;
-std::string_view to_string(TaskType type) noexcept;
-std::optional<TaskType> task_type_from_string(std::string_view name) noexcept;
+PEFT_API std::span<const TaskType> all_task_types() noexcept;
+PEFT_API std::string_view to_string(TaskType type) noexcept;
+PEFT_API std::optional<TaskType> task_type_from_string(std::string_view name) noexcept;
 
 }  // namespace peft

@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "peft/export.hpp"
 #include "peft/state_dict.hpp"
 #include "peft/tensor.hpp"
 
@@ -36,7 +37,7 @@ namespace peft {
 // "__metadata__": string → string. Absent and empty are different on disk.
 using Metadata = std::map<std::string, std::string>;
 
-struct SafetensorsTensorInfo {
+struct PEFT_API SafetensorsTensorInfo {
   std::string name;
   DType dtype;
   Shape shape;
@@ -44,14 +45,14 @@ struct SafetensorsTensorInfo {
   std::uint64_t end;
 };
 
-struct SafetensorsReadOptions {
+struct PEFT_API SafetensorsReadOptions {
   bool use_mmap = true;                          // false: read the file into memory
   std::uint64_t max_header_bytes = 100'000'000;  // the reference reader's cap
   std::size_t max_tensors = 10'000'000;
   std::size_t max_rank = 64;
 };
 
-class SafetensorsFile {
+class PEFT_API SafetensorsFile {
  public:
   // Maps (or reads) and validates `path`. Throws peft::Error naming the file.
   static SafetensorsFile open(const std::filesystem::path& path,
@@ -103,7 +104,7 @@ class SafetensorsFile {
   bool mapped_ = false;
 };
 
-struct SafetensorsWriteOptions {
+struct PEFT_API SafetensorsWriteOptions {
   // fsync the file and its folder before returning (survives power loss). Off by
   // default, as in the reference writer.
   bool durable = false;
@@ -113,18 +114,19 @@ struct SafetensorsWriteOptions {
 
 // The header the reference writer produces for these tensors: compact JSON in
 // writer order, padded with spaces to a multiple of 8 bytes.
-std::string safetensors_header(const StateDict& tensors, const std::optional<Metadata>& metadata);
+PEFT_API std::string safetensors_header(const StateDict& tensors,
+                                        const std::optional<Metadata>& metadata);
 
 // The whole file in memory (small files, tests, fuzzing).
-std::vector<std::byte> serialize_safetensors(const StateDict& tensors,
-                                             const std::optional<Metadata>& metadata = {},
-                                             const SafetensorsWriteOptions& options = {});
+PEFT_API std::vector<std::byte> serialize_safetensors(const StateDict& tensors,
+                                                      const std::optional<Metadata>& metadata = {},
+                                                      const SafetensorsWriteOptions& options = {});
 
 // Writes `tensors` to `path` through a temporary file in the same folder that is
 // renamed over the target, so readers see the old file or the new one, never a mix.
 // Tensors may be views of other mapped files: data is streamed, not gathered.
-void save_safetensors(const StateDict& tensors, const std::filesystem::path& path,
-                      const std::optional<Metadata>& metadata = {},
-                      const SafetensorsWriteOptions& options = {});
+PEFT_API void save_safetensors(const StateDict& tensors, const std::filesystem::path& path,
+                               const std::optional<Metadata>& metadata = {},
+                               const SafetensorsWriteOptions& options = {});
 
 }  // namespace peft

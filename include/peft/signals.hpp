@@ -13,9 +13,11 @@
 // over the old one, so readers holding the old file keep its bytes.
 #pragma once
 
+#include "peft/export.hpp"
+
 namespace peft {
 
 // Installs the handler described above; `exit_code` is the status the process exits with.
-void install_sigbus_handler(int exit_code = 1);
+PEFT_API void install_sigbus_handler(int exit_code = 1);
 
 }  // namespace peft

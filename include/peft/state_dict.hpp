@@ -14,11 +14,12 @@
 #include <utility>
 #include <vector>
 
+#include "peft/export.hpp"
 #include "peft/tensor.hpp"
 
 namespace peft {
 
-class StateDict {
+class PEFT_API StateDict {
  public:
   using value_type = std::pair<const std::string, Tensor>;
   using iterator = std::list<value_type>::iterator;

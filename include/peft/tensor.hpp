@@ -15,19 +15,20 @@
 #include <vector>
 
 #include "peft/dtype.hpp"
+#include "peft/export.hpp"
 
 namespace peft {
 
 using Shape = std::vector<std::uint64_t>;
 
 // Product of the dimensions (1 for a scalar); throws ValidationOverflow on overflow.
-std::uint64_t shape_numel(const Shape& shape);
+PEFT_API std::uint64_t shape_numel(const Shape& shape);
 // Bytes taken by `numel` elements of `dtype`; throws on overflow or a sub-byte remainder.
-std::uint64_t byte_size(DType dtype, const Shape& shape);
+PEFT_API std::uint64_t byte_size(DType dtype, const Shape& shape);
 // "[4, 16]" — for messages.
-std::string shape_to_string(const Shape& shape);
+PEFT_API std::string shape_to_string(const Shape& shape);
 
-class Tensor {
+class PEFT_API Tensor {
  public:
   // An empty F32 tensor of shape [0].
   Tensor();

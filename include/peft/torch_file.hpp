@@ -27,11 +27,12 @@
 #include <string>
 #include <vector>
 
+#include "peft/export.hpp"
 #include "peft/state_dict.hpp"
 
 namespace peft {
 
-struct TorchReadOptions {
+struct PEFT_API TorchReadOptions {
   bool use_mmap = true;  // false: read the file into memory
   // Check every record's CRC-32. Off by default, like torch.load (PyTorch builds miniz with
   // MINIZ_DISABLE_ZIP_READER_CRC32_CHECKS): checking reads every byte at load time, which
@@ -53,13 +54,15 @@ struct TorchReadOptions {
 };
 
 // Reads a torch.save file as a state dict. Throws peft::Error naming the file.
-StateDict load_torch_file(const std::filesystem::path& path, const TorchReadOptions& options = {});
+PEFT_API StateDict load_torch_file(const std::filesystem::path& path,
+                                   const TorchReadOptions& options = {});
 // The same for bytes already in memory; `owner` keeps them alive for the returned
 // views, `source` names them in errors.
-StateDict load_torch_bytes(std::span<const std::byte> bytes, std::shared_ptr<const void> owner,
-                           std::string source, const TorchReadOptions& options = {});
+PEFT_API StateDict load_torch_bytes(std::span<const std::byte> bytes,
+                                    std::shared_ptr<const void> owner, std::string source,
+                                    const TorchReadOptions& options = {});
 
-struct TorchWriteOptions {
+struct PEFT_API TorchWriteOptions {
   // fsync the file and its folder before returning.
   bool durable = false;
   // The archive's top folder; empty: the file name without its last extension, as
@@ -70,10 +73,10 @@ struct TorchWriteOptions {
 // Writes `tensors` as torch.save does, through a temporary file renamed over `path`.
 // Throws UnsupportedDType for sub-byte dtypes, InvalidArgument for keys that are not
 // valid UTF-8.
-void save_torch_file(const StateDict& tensors, const std::filesystem::path& path,
-                     const TorchWriteOptions& options = {});
+PEFT_API void save_torch_file(const StateDict& tensors, const std::filesystem::path& path,
+                              const TorchWriteOptions& options = {});
 // The whole file in memory.
-std::vector<std::byte> serialize_torch(const StateDict& tensors,
-                                       const TorchWriteOptions& options = {});
+PEFT_API std::vector<std::byte> serialize_torch(const StateDict& tensors,
+                                                const TorchWriteOptions& options = {});
 
 }  // namespace peft

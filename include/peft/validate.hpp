@@ -13,6 +13,7 @@
 
 #include "peft/config.hpp"
 #include "peft/diagnostic.hpp"
+#include "peft/export.hpp"
 #include "peft/state_dict.hpp"
 
 namespace peft {
@@ -23,17 +24,17 @@ using Problem = Diagnostic;
 
 // Every problem of the adapter(s) in `folder` (the root and its adapter sub folders).
 // Throws NotFound when `folder` is not a folder.
-std::vector<Problem> validate_adapter_folder(const std::filesystem::path& folder);
+PEFT_API std::vector<Problem> validate_adapter_folder(const std::filesystem::path& folder);
 
 // The problems of one file: an adapter_config.json (recognised by content: JSON) or a
 // weights file. Throws for a file that is neither (e.g. GGUF) or cannot be opened.
-std::vector<Problem> validate_file(const std::filesystem::path& file);
+PEFT_API std::vector<Problem> validate_file(const std::filesystem::path& file);
 
 // The problems of an adapter held in memory (a config and its saved-key weights): the
 // checks of validate_adapter_folder that do not need files, with `source` as their source.
-std::vector<Problem> validate_adapter(const PeftConfig& config, const StateDict& weights,
-                                      const std::string& source);
+PEFT_API std::vector<Problem> validate_adapter(const PeftConfig& config, const StateDict& weights,
+                                               const std::string& source);
 
-nlohmann::json to_json(const Problem& problem);
+PEFT_API nlohmann::json to_json(const Problem& problem);
 
 }  // namespace peft
