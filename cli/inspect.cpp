@@ -10,6 +10,8 @@
 #include "commands.hpp"
 #include "peft/adapter_io.hpp"
 #include "peft/error.hpp"
+#include "peft/file_format.hpp"
+#include "peft/gguf.hpp"
 #include "peft/inspect.hpp"
 
 namespace peftcpp::cli {
@@ -135,8 +137,36 @@ void print_summary(const peft::AdapterSummary& s, bool with_tensors) {
   }
 }
 
+// A GGUF file (a llama.cpp model or LoRA adapter): its metadata and tensors.
+void print_gguf(const peft::GgufSummary& g, bool with_tensors) {
+  fmt::print("{}\n", g.file.string());
+  print_field("format", fmt::format("GGUF v{} ({} bytes)", g.version, with_commas(g.file_bytes)));
+  for (const auto& [key, value] : g.metadata) {
+    std::string shown = value.is_string()
+                            ? value.get<std::string>()
+                            : value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (value.is_array() && value.size() > 8) shown = fmt::format("[{} values]", value.size());
+    print_field(key, shown);
+  }
+  print_field("tensors", std::to_string(g.tensors.size()));
+  if (!with_tensors) return;
+  fmt::print("  tensors\n");
+  for (const auto& t : g.tensors) {
+    fmt::print("    {:<72} {:<5} [{}]\n", t.name, t.type, fmt::join(t.ne, ", "));
+  }
+}
+
 // A single weights file (recognised by content): its tensors only.
 bool inspect_file(const fs::path& path, const InspectOptions& options) {
+  if (peft::detect_file_format(path) == peft::FileFormat::Gguf) {
+    const peft::GgufSummary g = peft::inspect_gguf_file(path);
+    if (options.json) {
+      std::cout << peft::to_json(g, options.tensors).dump(2) << "\n";
+    } else {
+      print_gguf(g, options.tensors);
+    }
+    return true;
+  }
   const peft::AdapterSummary s = peft::inspect_weights_file(path);
   if (options.json) {
     std::cout << peft::to_json(s, options.tensors).dump(2) << "\n";
@@ -176,9 +206,10 @@ void run_inspect(const InspectOptions& options, GlobalOptions& global) {
 void register_inspect(CLI::App& app, GlobalOptions& global) {
   auto options = std::make_shared<InspectOptions>();
   CLI::App* cmd = app.add_subcommand("inspect", "show what an adapter folder or weight file holds");
-  cmd->add_option("path", options->path,
-                  "adapter folder, weights file (.safetensors or torch.save .bin), or Hub id "
-                  "(org/name[/sub][@rev]) in the local cache")
+  cmd->add_option(
+         "path", options->path,
+         "adapter folder, weights file (.safetensors or torch.save .bin), GGUF file, or Hub id "
+         "(org/name[/sub][@rev]) in the local cache")
       ->required();
   add_location_options(cmd, options->location);
   cmd->add_flag("--tensors", options->tensors, "list every tensor with dtype and shape");

@@ -12,6 +12,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "formats/gguf.hpp"
 #include "formats/pickle.hpp"
 #include "formats/zip.hpp"
 #include "peft/adapter_io.hpp"
@@ -121,6 +122,49 @@ void safetensors_input(Input data) {
   } catch (const Error& e) {
     finding(std::string("a file we wrote does not read back: ") + e.what());
   }
+}
+
+void gguf_input(Input data) {
+  tolerate([&] {
+    const auto bytes = bytes_of(data);
+    const formats::GgufContents contents = formats::read_gguf(bytes, "fuzz.gguf");
+    unsigned sum = 0;
+    for (const auto& t : contents.tensors) {
+      if (t.offset > bytes.size() - contents.data_offset ||
+          t.nbytes > bytes.size() - contents.data_offset - t.offset) {
+        finding("read_gguf accepted a tensor beyond the end of the file");
+      }
+      const auto* first = bytes.data() + contents.data_offset + t.offset;
+      for (std::uint64_t i = 0; i < t.nbytes; i += 64) sum += std::to_integer<unsigned>(first[i]);
+    }
+    (void)sum;
+    // Metadata the writer can hold (no nested arrays, finite floats) reads back the same.
+    std::vector<formats::GgufKeyValue> writable;
+    for (const auto& kv : contents.metadata) {
+      const bool nested = kv.type == formats::GgufValueType::Array &&
+                          kv.element_type == formats::GgufValueType::Array;
+      const bool non_finite =
+          kv.value.is_string() && (kv.type == formats::GgufValueType::Float32 ||
+                                   kv.type == formats::GgufValueType::Float64 ||
+                                   (kv.type == formats::GgufValueType::Array &&
+                                    kv.element_type != formats::GgufValueType::String));
+      bool array_of_non_finite = false;
+      if (kv.type == formats::GgufValueType::Array &&
+          kv.element_type != formats::GgufValueType::String) {
+        for (const auto& element : kv.value) array_of_non_finite |= element.is_string();
+      }
+      if (!nested && !non_finite && !array_of_non_finite) writable.push_back(kv);
+    }
+    const auto written = formats::serialize_gguf(writable, {});
+    const auto again = formats::read_gguf(written, "fuzz-again.gguf");
+    if (again.metadata.size() != writable.size()) finding("GGUF metadata round trip lost entries");
+    for (std::size_t i = 0; i < writable.size(); ++i) {
+      if (again.metadata[i].key != writable[i].key ||
+          again.metadata[i].value != writable[i].value) {
+        finding("GGUF metadata round trip changed '" + writable[i].key + "'");
+      }
+    }
+  });
 }
 
 void zip_input(Input data) {
@@ -270,6 +314,7 @@ void run_target(std::string_view target, Input data) {
   if (target == "zip") return zip_input(data);
   if (target == "pickle") return pickle_input(data);
   if (target == "config") return config_input(data);
+  if (target == "gguf") return gguf_input(data);
   if (target == "adapter_folder") {
     // One folder per process, removed at exit.
     struct Scratch {

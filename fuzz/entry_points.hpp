@@ -33,6 +33,9 @@ void config_input(Input data);
 // inspect_adapters (+ its JSON) and validate_adapter_folder.
 void adapter_folder_input(Input data, const std::filesystem::path& folder);
 
+// read_gguf, every tensor's bytes touched, then the metadata written and read back.
+void gguf_input(Input data);
+
 // The entry point of a target by its name ("safetensors", "zip", "pickle", "config",
 // "adapter_folder"); the folder target uses a per-process temporary folder.
 void run_target(std::string_view target, Input data);

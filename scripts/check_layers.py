@@ -28,7 +28,7 @@ PUBLIC = {
     "adapter_io": "engine", "injection": "engine",
     "merge": "merge",
     "checkpoint": "checkpoint",
-    "inspect": "tools", "validate": "tools", "convert": "tools", "gguf_export": "tools",
+    "inspect": "tools", "validate": "tools", "convert": "tools", "gguf_export": "tools", "gguf": "tools",
 }
 
 NUMERIC_HEADERS = {"cblas.h", "lapacke.h", "fftw3.h", "openblas_config.h"}

@@ -86,6 +86,8 @@ def main():
     save(out, "pickle", legacy_file())
     for path in files_named(lambda n: n == "adapter_config.json"):
         save(out, "config", read(path))
+    for path in files_named(lambda n: n.endswith(".gguf")):
+        save(out, "gguf", read(path))
 
     for folder, _, names in sorted(os.walk(DATA)):
         if "adapter_config.json" not in names:
@@ -103,7 +105,7 @@ def main():
 
     hostile = os.path.join(DATA, "hostile")
     by_extension = {".safetensors": "safetensors", ".bin": "zip", ".zip": "zip",
-                    ".pkl": "pickle", ".json": "config"}
+                    ".pkl": "pickle", ".json": "config", ".gguf": "gguf"}
     if os.path.isdir(hostile):
         for name in sorted(os.listdir(hostile)):
             target = by_extension.get(os.path.splitext(name)[1])

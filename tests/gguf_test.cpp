@@ -15,6 +15,7 @@
 
 #include "peft/adapter_io.hpp"
 #include "peft/error.hpp"
+#include "peft/gguf.hpp"
 #include "peft/gguf_export.hpp"
 #include "peft/module_match.hpp"
 #include "test_support.hpp"
@@ -210,6 +211,14 @@ TEST(GgufExport, LlamaLoraGivesBackPeftsDelta) {
   }
   EXPECT_GT(modules, 0U);
   EXPECT_EQ(contents.tensors.size(), 2 * modules);
+
+  // What peftcpp inspect shows of the file.
+  const GgufSummary summary = inspect_gguf_file(dir / "a.gguf");
+  EXPECT_EQ(summary.version, 3U);
+  EXPECT_EQ(summary.file_bytes, file.size());
+  ASSERT_EQ(summary.tensors.size(), contents.tensors.size());
+  EXPECT_EQ(summary.tensors[0].type, "F32");
+  EXPECT_EQ(to_json(summary, true)["metadata"]["adapter.type"], "lora");
 }
 
 TEST(GgufExport, RefusesWhatLlamaCppCannotHold) {
@@ -227,6 +236,44 @@ TEST(GgufExport, RefusesWhatLlamaCppCannotHold) {
   EXPECT_PEFT_ERROR(export_gguf(llama.string(), base.string(), dir / "g.gguf"),
                     ErrorCode::Unsupported, "GPT2LMHeadModel");
   EXPECT_FALSE(fs::exists(dir / "g.gguf"));
+}
+
+}  // namespace
+}  // namespace peft
+
+namespace peft {
+namespace {
+
+testing::CommandResult peftcpp(std::vector<std::string> args) {
+  args.insert(args.begin(), testing::peftcpp_binary().string());
+  return testing::run_command(args);
+}
+
+TEST(GgufCli, ExportThenInspect) {
+  const fs::path adapter = testing::peft_ref_root() / "tf_llama_lora";
+  if (!fs::exists(adapter)) GTEST_SKIP() << "no tf_llama_lora case";
+  testing::TempDir dir;
+  const fs::path base = write_base_config(adapter, dir / "base");
+  const std::string out = (dir / "a.gguf").string();
+  auto result = peftcpp({"export-gguf", adapter.string(), "--base", base.string(), "--out", out,
+                         "--outtype", "bf16"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("llama"), std::string::npos) << result.out;
+  // An existing output is kept unless --force.
+  EXPECT_EQ(peftcpp({"export-gguf", adapter.string(), "--base", base.string(), "--out", out})
+                .exit_code,
+            1);
+  result = peftcpp({"inspect", out, "--json", "--tensors"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto json = nlohmann::json::parse(result.out);
+  EXPECT_EQ(json["format"], "gguf");
+  EXPECT_EQ(json["metadata"]["general.type"], "adapter");
+  ASSERT_FALSE(json["tensors"].empty());
+  EXPECT_EQ(json["tensors"][0]["type"], "BF16");
+  EXPECT_EQ(peftcpp({"export-gguf", adapter.string(), "--base", base.string(), "--out", out,
+                     "--outtype", "f8"})
+                .exit_code,
+            2);
 }
 
 }  // namespace

@@ -11,6 +11,8 @@
 #include "peft/dtype.hpp"
 #include "peft/error.hpp"
 #include "peft/file_format.hpp"
+#include "peft/gguf.hpp"
+#include "peft/gguf_export.hpp"
 #include "peft/hub_cache.hpp"
 #include "peft/injection.hpp"
 #include "peft/inspect.hpp"
