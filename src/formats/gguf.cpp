@@ -193,7 +193,6 @@ class Writer {
     out_.insert(out_.end(), p, p + text.size());
   }
   void pad_to(std::uint64_t alignment) { out_.resize(align_up(out_.size(), alignment)); }
-  void bytes(std::span<const std::byte> data) { out_.insert(out_.end(), data.begin(), data.end()); }
   std::vector<std::byte> take() { return std::move(out_); }
   std::size_t size() const { return out_.size(); }
 
@@ -386,8 +385,24 @@ GgufContents read_gguf(std::span<const std::byte> bytes, const std::string& sour
   return out;
 }
 
+std::span<const std::byte> gguf_padding(std::uint64_t size) {
+  static constexpr std::array<std::byte, kGgufAlignment> kZeros{};
+  return std::span(kZeros).first(align_up(size, kGgufAlignment) - size);
+}
+
 std::vector<std::byte> serialize_gguf(const std::vector<GgufKeyValue>& metadata,
                                       const std::vector<GgufTensor>& tensors) {
+  std::vector<std::byte> out = serialize_gguf_header(metadata, tensors);
+  for (const GgufTensor& tensor : tensors) {
+    out.insert(out.end(), tensor.bytes.begin(), tensor.bytes.end());
+    const auto pad = gguf_padding(tensor.bytes.size());
+    out.insert(out.end(), pad.begin(), pad.end());
+  }
+  return out;
+}
+
+std::vector<std::byte> serialize_gguf_header(const std::vector<GgufKeyValue>& metadata,
+                                             const std::vector<GgufTensor>& tensors) {
   Writer out;
   out.scalar<std::uint32_t>(0x46554747U);  // "GGUF"
   out.scalar<std::uint32_t>(kGgufVersion);
@@ -415,10 +430,6 @@ std::vector<std::byte> serialize_gguf(const std::vector<GgufKeyValue>& metadata,
     offset = align_up(offset + nbytes, kGgufAlignment);
   }
   out.pad_to(kGgufAlignment);
-  for (const GgufTensor& tensor : tensors) {
-    out.bytes(tensor.bytes);
-    out.pad_to(kGgufAlignment);
-  }
   return out.take();
 }
 

@@ -97,9 +97,16 @@ struct GgufTensor {
   std::span<const std::byte> bytes;
 };
 
-// The whole file as bytes: metadata in the given order, then tensor infos and data in the
-// given order. Throws InvalidArgument for a value that does not fit its type, a tensor of
-// more than 4 dimensions or whose bytes do not match its type and dimensions.
+// Everything before the tensor data: header, metadata in the given order, tensor infos in
+// the given order, padding to the alignment. Each tensor's bytes then follow, each padded
+// to the alignment (gguf_padding). Throws InvalidArgument for a value that does not fit
+// its type, a tensor of more than 4 dimensions or whose bytes do not match its type and
+// dimensions.
+std::vector<std::byte> serialize_gguf_header(const std::vector<GgufKeyValue>& metadata,
+                                             const std::vector<GgufTensor>& tensors);
+// The zero bytes that follow `size` bytes of tensor data.
+std::span<const std::byte> gguf_padding(std::uint64_t size);
+// The whole file in memory (header and data).
 std::vector<std::byte> serialize_gguf(const std::vector<GgufKeyValue>& metadata,
                                       const std::vector<GgufTensor>& tensors);
 

@@ -205,28 +205,43 @@ std::vector<float> transposed(const std::vector<float>& values, std::size_t rows
   return out;
 }
 
-// The values encoded as the output type (Q8_0 only where a row fills whole blocks; other
-// tensors fall back to F16, as small ranks do for lora_b).
+// A tensor's bytes in the output type: borrowed from the adapter file when nothing
+// changes (f32 -> f32), else converted once. Q8_0 only where a row fills whole blocks;
+// other tensors fall back to F16, as small ranks do for lora_b.
 struct Encoded {
-  GgmlType type;
-  std::vector<std::byte> bytes;
+  GgmlType type = GgmlType::F32;
+  Tensor kept;                   // the converted (or source) tensor whose bytes are written
+  std::vector<std::byte> owned;  // Q8_0 blocks
+  std::span<const std::byte> bytes() const {
+    return owned.empty() ? kept.bytes() : std::span<const std::byte>(owned);
+  }
 };
 
-Encoded encode(const std::vector<float>& values, std::size_t row_length, GgufOutType out) {
+DType dtype_of(GgufOutType out) {
+  return out == GgufOutType::F32 ? DType::F32 : out == GgufOutType::F16 ? DType::F16 : DType::BF16;
+}
+
+GgmlType ggml_of(DType dtype) {
+  return dtype == DType::F32 ? GgmlType::F32 : dtype == DType::F16 ? GgmlType::F16 : GgmlType::BF16;
+}
+
+// `source` itself, or `values` (its transformed floats) when given.
+Encoded encode(const Tensor& source, const std::vector<float>* values, std::size_t row_length,
+               GgufOutType out) {
+  Encoded encoded;
   if (out == GgufOutType::Q8_0) {
-    if (row_length % formats::kQ8BlockSize == 0)
-      return {GgmlType::Q8_0, formats::quantize_q8_0(values)};
+    if (row_length % formats::kQ8BlockSize == 0) {
+      encoded.type = GgmlType::Q8_0;
+      encoded.owned = formats::quantize_q8_0(values != nullptr ? *values : source.to_floats());
+      return encoded;
+    }
     out = GgufOutType::F16;
   }
-  const DType dtype = out == GgufOutType::F32   ? DType::F32
-                      : out == GgufOutType::F16 ? DType::F16
-                                                : DType::BF16;
-  const Tensor tensor = Tensor::from_floats(dtype, {values.size()}, values);
-  const auto bytes = tensor.bytes();
-  const GgmlType type = out == GgufOutType::F32   ? GgmlType::F32
-                        : out == GgufOutType::F16 ? GgmlType::F16
-                                                  : GgmlType::BF16;
-  return {type, std::vector<std::byte>(bytes.begin(), bytes.end())};
+  const DType dtype = dtype_of(out);
+  encoded.type = ggml_of(dtype);
+  encoded.kept = values != nullptr ? Tensor::from_floats(dtype, {values->size()}, *values)
+                                   : source.to(dtype);  // shares the bytes when already `dtype`
+  return encoded;
 }
 
 struct Factors {
@@ -340,27 +355,33 @@ GgufExportResult export_gguf(const std::string& adapter, const std::string& base
       const double llama_scale = alpha != 0.0F ? alpha / static_cast<double>(r) : 1.0;
       const double fold = peft_scale / llama_scale;
 
-      std::vector<float> b = f.b->to_floats();
-      if (fold != 1.0) {
-        for (float& v : b) v = static_cast<float>(static_cast<double>(v) * fold);
-      }
-      std::vector<float> a = f.a->to_floats();
-      const std::size_t b_rows = dim(*f.b, 0);
-      if (facts.arch->permute_qk && target->hf_module == "self_attn.q_proj") {
-        b = permute_rows(b, b_rows, r, facts.heads, module);
-      } else if (facts.arch->permute_qk && target->hf_module == "self_attn.k_proj") {
-        b = permute_rows(b, b_rows, r, facts.kv_heads, module);
+      // lora_b changes when a scale is folded in or llama.cpp permutes its rows.
+      const bool permute = facts.arch->permute_qk && (target->hf_module == "self_attn.q_proj" ||
+                                                      target->hf_module == "self_attn.k_proj");
+      std::optional<std::vector<float>> b;
+      if (fold != 1.0 || permute) {
+        b = f.b->to_floats();
+        if (fold != 1.0) {
+          for (float& v : *b) v = static_cast<float>(static_cast<double>(v) * fold);
+        }
+        if (permute) {
+          const bool q = target->hf_module == "self_attn.q_proj";
+          b = permute_rows(*b, dim(*f.b, 0), r, q ? facts.heads : facts.kv_heads, module);
+        }
       }
       // GGUF ne reverses PyTorch's shape. Linear: lora_a = A (ne {in, r}), lora_b = B
       // (ne {r, out}). token_embd is applied by row lookup: lora_a = Aᵀ (ne {r, vocab}),
       // lora_b = B (ne {r, dim}).
+      std::optional<std::vector<float>> a;
       std::size_t a_row = dim(*f.a, 1);
       if (target->embedding) {
-        a = transposed(a, r, dim(*f.a, 1));
+        a = transposed(f.a->to_floats(), r, dim(*f.a, 1));
         a_row = r;
       }
-      encoded.emplace_back(target->gguf + ".lora_a", encode(a, a_row, options.out_type));
-      encoded.emplace_back(target->gguf + ".lora_b", encode(b, r, options.out_type));
+      encoded.emplace_back(target->gguf + ".lora_a",
+                           encode(*f.a, a ? &*a : nullptr, a_row, options.out_type));
+      encoded.emplace_back(target->gguf + ".lora_b",
+                           encode(*f.b, b ? &*b : nullptr, r, options.out_type));
     }
 
     std::vector<formats::GgufTensor> tensors;
@@ -373,7 +394,7 @@ GgufExportResult export_gguf(const std::string& adapter, const std::string& base
       std::vector<std::uint64_t> ne = {static_cast<std::uint64_t>(source.shape()[1]),
                                        static_cast<std::uint64_t>(source.shape()[0])};
       if (embedding && is_a) std::swap(ne[0], ne[1]);
-      tensors.push_back({name, data.type, ne, data.bytes});
+      tensors.push_back({name, data.type, ne, data.bytes()});
     }
     using formats::GgufValueType;
     const std::vector<formats::GgufKeyValue> metadata = {
