@@ -74,8 +74,10 @@ TEST(Registry, ConfigRowsAndMethodRowsDescribeTheSameTypes) {
     const bool known = in_peft_0_18_0(row.type);
     EXPECT_EQ(!PeftConfig::declared_fields(row.type).empty(), known) << to_string(row.type);
     if (known) {
+      EXPECT_NE(row.state_dict.select, nullptr) << to_string(row.type);
       EXPECT_NE(row.state_dict.remap, nullptr) << to_string(row.type);
     } else {
+      EXPECT_EQ(row.state_dict.select, nullptr) << to_string(row.type);
       EXPECT_PEFT_ERROR(methods::state_dict_rules(row.type, "x.json"), ErrorCode::Unsupported,
                         to_string(row.type));
     }

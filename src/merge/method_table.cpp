@@ -13,8 +13,19 @@
 namespace peft::merge {
 namespace {
 
+// A build function, or none. The flag lets the table be checked at compile time
+// (comparing function pointers with null is not a constant expression in every mode).
+struct Builder {
+  BuildFn build = nullptr;
+  bool present = false;
+  constexpr Builder() = default;
+  constexpr Builder(std::nullptr_t) {}  // NOLINT(google-explicit-constructor): table syntax
+  constexpr Builder(BuildFn fn)
+      : build(fn), present(true) {}  // NOLINT(google-explicit-constructor)
+};
+
 // Index = PeftType; nullptr where the registry says the method does not merge.
-constexpr std::array<BuildFn, kPeftTypeCount> kBuilders = {
+constexpr std::array<Builder, kPeftTypeCount> kBuilders = {
     // PEFT v0.18.0
     nullptr,                 // PROMPT_TUNING
     nullptr,                 // MULTITASK_PROMPT_TUNING
@@ -51,27 +62,31 @@ constexpr std::array<BuildFn, kPeftTypeCount> kBuilders = {
 
 constexpr bool agrees_with_registry() {
   for (std::size_t i = 0; i < kPeftTypeCount; ++i) {
-    if (methods::kRegistry[i].merge.merges != (kBuilders[i] != nullptr)) return false;
+    if (methods::kRegistry[i].merge.merges != kBuilders[i].present) return false;
   }
   return true;
 }
 static_assert(agrees_with_registry(),
               "a build function exactly for the methods the registry says merge");
 
-constexpr std::array<MergeRules, kPeftTypeCount> make_rules() {
+std::array<MergeRules, kPeftTypeCount> make_rules() {
   std::array<MergeRules, kPeftTypeCount> out{};
   for (std::size_t i = 0; i < kPeftTypeCount; ++i) {
     const methods::MethodDescriptor& row = methods::kRegistry[i];
-    out[i] = MergeRules{row.type, row.prefix, kBuilders[i], row.merge.refusal};
+    out[i] = MergeRules{row.type, row.prefix, kBuilders[i].build, row.merge.refusal};
   }
   return out;
 }
-constexpr auto kRules = make_rules();
+// Built at first use: GCC's sanitizer builds refuse to evaluate this at compile time.
+const std::array<MergeRules, kPeftTypeCount>& all_rules() {
+  static const auto rules = make_rules();
+  return rules;
+}
 
 }  // namespace
 
 const MergeRules& merge_rules_for(PeftType type) {
-  const MergeRules& rules = kRules[static_cast<std::size_t>(type)];
+  const MergeRules& rules = all_rules()[static_cast<std::size_t>(type)];
   if (rules.build != nullptr || !rules.refusal.empty()) return rules;
   throw Error(ErrorCode::Unsupported, "",
               fmt::format("merging {} adapters is not supported: the type was added after "
