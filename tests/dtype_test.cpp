@@ -26,7 +26,8 @@ TEST(DType, NamesRoundTripAndSizes) {
 }
 
 TEST(DType, WriterRankPutsWideTypesFirst) {
-  // docs/formats.md §1.6: U64, I64, F64, C64, F32, U32, I32, BF16, F16, U16, I16, ...
+  // docs/formats.md "Safetensors / Writer": U64, I64, F64, C64, F32, U32, I32, BF16, F16, U16, I16,
+  // ...
   EXPECT_GT(dtype_rank(DType::U64), dtype_rank(DType::I64));
   EXPECT_GT(dtype_rank(DType::I64), dtype_rank(DType::F64));
   EXPECT_GT(dtype_rank(DType::C64), dtype_rank(DType::F32));

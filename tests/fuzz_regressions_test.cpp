@@ -18,8 +18,7 @@ namespace peft {
 namespace {
 namespace fs = std::filesystem;
 
-const char* const kTargets[] = {"safetensors", "zip", "pickle", "config", "adapter_folder",
-                                "gguf"};
+const char* const kTargets[] = {"safetensors", "zip", "pickle", "config", "adapter_folder", "gguf"};
 
 fs::path regressions_root() {
   return testing::test_data() / "fuzz-regressions";

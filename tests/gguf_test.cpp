@@ -260,9 +260,9 @@ TEST(GgufCli, ExportThenInspect) {
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_NE(result.out.find("llama"), std::string::npos) << result.out;
   // An existing output is kept unless --force.
-  EXPECT_EQ(peftcpp({"export-gguf", adapter.string(), "--base", base.string(), "--out", out})
-                .exit_code,
-            1);
+  EXPECT_EQ(
+      peftcpp({"export-gguf", adapter.string(), "--base", base.string(), "--out", out}).exit_code,
+      1);
   result = peftcpp({"inspect", out, "--json", "--tensors"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const auto json = nlohmann::json::parse(result.out);

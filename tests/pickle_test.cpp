@@ -1,5 +1,5 @@
-// The restricted unpickler (docs/formats.md §3): what it builds, what it refuses, the
-// bounds it keeps; and the protocol-2 writer reproducing torch.save's data.pkl.
+// The restricted unpickler (docs/formats.md "The restricted unpickler"): what it builds, what it
+// refuses, the bounds it keeps; and the protocol-2 writer reproducing torch.save's data.pkl.
 #include <gtest/gtest.h>
 
 #include <optional>

@@ -33,7 +33,7 @@ std::string as_string(const std::vector<std::byte>& bytes) {
 }
 
 TEST(SafetensorsWriter, MatchesTheReferenceExamples) {
-  // docs/formats.md §1.6: empty map, no metadata.
+  // docs/formats.md "Safetensors / Writer": empty map, no metadata.
   EXPECT_EQ(as_string(serialize_safetensors({})), std::string("\x08\0\0\0\0\0\0\0{}      ", 16));
   // Metadata only.
   const auto meta_only = serialize_safetensors({}, Metadata{{"framework", "pt"}});
@@ -171,7 +171,8 @@ TEST(SafetensorsReader, AcceptsWhitespaceAroundTheObjectAndUnknownMembers) {
   EXPECT_FALSE(file.metadata().has_value());
 }
 
-// One corrupt file per rule of docs/formats.md §1.8, plus the stricter checks.
+// One corrupt file per rule of docs/formats.md "Safetensors / Reader validation", plus the stricter
+// checks.
 struct CorruptCase {
   const char* name;
   std::vector<std::byte> bytes;

@@ -1,7 +1,7 @@
 // peft/checkpoint.hpp — base-model checkpoints as transformers stores them, and merging an
 // adapter into one (or taking it out again) shard by shard.
 //
-// A checkpoint is (docs/formats.md §5):
+// A checkpoint is (docs/formats.md "Sharded checkpoints"):
 //   * a single .safetensors file, or a folder holding model.safetensors;
 //   * a folder holding model.safetensors.index.json, whose "weight_map" names the shard file
 //     of every tensor and whose "metadata"."total_size" sums their bytes;

@@ -38,7 +38,8 @@ enum class ErrorCode : int {
   // Usage
   InvalidArgument = 201,  // the caller passed something that cannot work
   SharedStorage = 202,    // two tensors to be written alias the same bytes
-  // Format: safetensors (docs/formats.md §1.8, plus the stricter checks of a C++ reader)
+  // Format: safetensors (docs/formats.md "Safetensors / Reader validation", plus the stricter
+  // checks of a C++ reader)
   HeaderTooSmall = 301,
   HeaderTooLarge = 302,
   InvalidHeaderLength = 303,

@@ -1,6 +1,6 @@
 // peft/hub_cache.hpp — the Hugging Face Hub cache, shared with Python's huggingface_hub.
 //
-// Layout (docs/formats.md §4):
+// Layout (docs/formats.md "Hugging Face Hub cache"):
 //   <cache>/models--<org>--<name>/refs/<revision>          the commit hash of a branch or tag
 //   <cache>/models--<org>--<name>/snapshots/<commit>/<path> relative symlinks into blobs/ (or
 //   copies) <cache>/models--<org>--<name>/blobs/<etag>             file contents

@@ -1,6 +1,6 @@
 // peft/safetensors.hpp — reading and writing .safetensors files.
 //
-// The format (docs/formats.md §1), in brief:
+// The format (docs/formats.md "Safetensors"), in brief:
 //   1. 8 bytes: N, the header length, unsigned little-endian.
 //   2. N bytes: a UTF-8 JSON object. Each member but "__metadata__" describes one
 //      tensor: {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, the

@@ -1,21 +1,21 @@
 // peft/torch_file.hpp — reading and writing PyTorch .bin files (torch.save).
 //
-// The format (docs/formats.md §2), in brief: a ZIP archive of stored entries under one
-// folder `<archive>/`: `data.pkl` (a protocol-2 pickle of the saved dict, whose
-// tensors name storages by key), one `data/<key>` record of raw little-endian bytes
-// per storage, and `version`. Several tensors may view one storage.
+// The format (docs/formats.md "torch.save files"), in brief: a ZIP archive of stored entries under
+// one folder `<archive>/`: `data.pkl` (a protocol-2 pickle of the saved dict, whose tensors name
+// storages by key), one `data/<key>` record of raw little-endian bytes per storage, and `version`.
+// Several tensors may view one storage.
 //
 // load_torch_file never runs pickle code: data.pkl is interpreted by a restricted
-// unpickler that only accepts what a state dict needs (docs/formats.md §3). The result
-// must be a dict (or OrderedDict) of str → tensor; keys keep the pickle's order.
-// Tensors are zero-copy views of the mapped file where the data allows it (little-
-// endian, contiguous); tensors that share a storage share memory. Non-contiguous
-// views are copied into C order; big-endian files are byte-swapped into heap copies.
-// The legacy non-zip format (PyTorch < 1.6) is read too; the tar format, the 1.x
-// 'PYTORCH1' preview format and TorchScript archives are refused (UnsupportedFormat).
+// unpickler that only accepts what a state dict needs (docs/formats.md "The restricted unpickler").
+// The result must be a dict (or OrderedDict) of str → tensor; keys keep the pickle's order. Tensors
+// are zero-copy views of the mapped file where the data allows it (little-endian, contiguous);
+// tensors that share a storage share memory. Non-contiguous views are copied into C order;
+// big-endian files are byte-swapped into heap copies. The legacy non-zip format (PyTorch < 1.6) is
+// read too; the tar format, the 1.x 'PYTORCH1' preview format and TorchScript archives are refused
+// (UnsupportedFormat).
 //
-// save_torch_file writes what torch.save writes for such a dict (docs/formats.md §2.6),
-// atomically. Tensors that overlap in memory are written as one storage referenced by
+// save_torch_file writes what torch.save writes for such a dict (docs/formats.md "torch.save files
+// / Writer"), atomically. Tensors that overlap in memory are written as one storage referenced by
 // each, so sharing survives a round trip.
 #pragma once
 

@@ -1,5 +1,6 @@
 // Reading a base checkpoint: a single safetensors file, or shards named by
-// model.safetensors.index.json (docs/formats.md §5), locally or in the Hugging Face cache.
+// model.safetensors.index.json (docs/formats.md "Sharded checkpoints"), locally or in the Hugging
+// Face cache.
 #include "peft/checkpoint.hpp"
 
 #include <algorithm>

@@ -99,7 +99,8 @@ struct Allowed {
   const TorchType* type = nullptr;
 };
 
-// docs/formats.md §3.2. Modules and names are compared after Python 2 renames.
+// docs/formats.md "The restricted unpickler / Allowlisted globals". Modules and names are compared
+// after Python 2 renames.
 std::optional<Allowed> lookup_global(std::string_view module, std::string_view name) {
   if (module == "torch._utils") {
     if (name == "_rebuild_tensor_v2") return Allowed{PickleGlobal::RebuildTensorV2};

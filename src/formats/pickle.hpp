@@ -1,13 +1,14 @@
 // A restricted unpickler and a protocol-2 pickle writer for torch.save files
-// (docs/formats.md §2.3, §2.6 and §3).
+// (docs/formats.md "torch.save files / The pickle", "torch.save files / Writer" and "The restricted
+// unpickler").
 //
-// Reading never executes anything: the opcodes of docs/formats.md §3.1 are interpreted
-// into a tree of PickleValue nodes. GLOBAL/STACK_GLOBAL may only name the allowlisted
-// classes and functions of docs/formats.md §3.2, which become opaque tokens;
-// REDUCE/NEWOBJ/BUILD only accept those tokens with the argument shapes given there (a
-// tensor rebuild becomes a Tensor node, OrderedDict() an ordered Dict, ...). Everything
-// else is refused with ForbiddenPickle (something that would run code) or InvalidPickle
-// (malformed), and every resource is bounded (LimitExceeded).
+// Reading never executes anything: the opcodes of docs/formats.md "The restricted unpickler /
+// Opcodes" are interpreted into a tree of PickleValue nodes. GLOBAL/STACK_GLOBAL may only name the
+// allowlisted classes and functions of docs/formats.md "The restricted unpickler / Allowlisted
+// globals", which become opaque tokens; REDUCE/NEWOBJ/BUILD only accept those tokens with the
+// argument shapes given there (a tensor rebuild becomes a Tensor node, OrderedDict() an ordered
+// Dict, ...). Everything else is refused with ForbiddenPickle (something that would run code) or
+// InvalidPickle (malformed), and every resource is bounded (LimitExceeded).
 //
 // Nodes live in an arena owned by the Unpickled result, so memo references (even
 // cyclic ones) never leak or recurse; consumers walk the tree with their own bounds.
@@ -57,7 +58,7 @@ enum class PickleKind : std::uint8_t {
   Device,   // torch.device(...): text = the device string
 };
 
-// What an allowlisted global is (docs/formats.md §3.2).
+// What an allowlisted global is (docs/formats.md "The restricted unpickler / Allowlisted globals").
 enum class PickleGlobal : std::uint8_t {
   RebuildTensorV2,
   RebuildTensorV3,
@@ -154,7 +155,7 @@ struct PickledTensor {
 
 // The data.pkl torch.save writes for a plain dict of these tensors: protocol 2, C
 // pickler batching (SETITEM for a single pair, else MARK ... SETITEMS batches of
-// 1000), and CPython's memoisation (docs/formats.md §2.6).
+// 1000), and CPython's memoisation (docs/formats.md "torch.save files / Writer").
 std::string pickle_torch_state_dict(std::span<const PickledTensor> tensors);
 
 }  // namespace peft::formats

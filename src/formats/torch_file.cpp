@@ -26,7 +26,8 @@ using formats::PickleKind;
 using formats::PickleValue;
 using formats::TorchType;
 
-// Sizes, strides, offsets and element counts above this are refused (docs/formats.md §3.3).
+// Sizes, strides, offsets and element counts above this are refused (docs/formats.md "The
+// restricted unpickler / Limits").
 constexpr std::uint64_t kMaxIndex = std::uint64_t{1} << 62;
 constexpr std::uint64_t kMinVersion = 1;
 constexpr std::uint64_t kMaxVersion = 10;
@@ -239,7 +240,8 @@ class TensorBuilder {
     const DType dtype = *type.dtype;
     if (numel == 0) return Tensor::view(dtype, shape, bytes.first(0), root.owner);
 
-    // The last element reached must lie inside the storage (docs/formats.md §2.4).
+    // The last element reached must lie inside the storage (docs/formats.md "torch.save files /
+    // Storage records and views").
     std::uint64_t last = offset;
     bool contiguous = true;
     std::uint64_t expected_stride = 1;
@@ -427,7 +429,8 @@ StateDict load_zip(std::span<const std::byte> bytes, std::shared_ptr<const void>
   return builder.build(tree.root());
 }
 
-// ---- reading: the legacy format (docs/formats.md §2.8) ------------------------------
+// ---- reading: the legacy format (docs/formats.md "torch.save files / Legacy format")
+// ------------------------------
 
 bool is_legacy_magic(const PickleValue& value) {
   if (!value.is(PickleKind::BigInt)) return false;

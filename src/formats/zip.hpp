@@ -1,4 +1,5 @@
-// A small ZIP reader and writer, enough for torch.save archives (docs/formats.md §2.1).
+// A small ZIP reader and writer, enough for torch.save archives (docs/formats.md "torch.save files
+// / ZIP container").
 //
 // Reader: read-only view over bytes already in memory (usually a mapping). The
 // central directory is authoritative; ZIP64 end records and extra fields are
