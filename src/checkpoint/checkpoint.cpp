@@ -2,11 +2,10 @@
 // model.safetensors.index.json (docs/formats.md "Sharded checkpoints"), locally or in the Hugging
 // Face cache.
 #include "peft/checkpoint.hpp"
+#include "formats/json_file.hpp"
 
 #include <algorithm>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -26,14 +25,6 @@ constexpr const char* kIndex = "model.safetensors.index.json";
 constexpr const char* kBinSingle = "pytorch_model.bin";
 constexpr const char* kBinIndex = "pytorch_model.bin.index.json";
 constexpr std::size_t kListed = 5;  // names quoted in a message before "and N more"
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorCode::Io, path.string(), "cannot be read");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 std::string quoted_list(const std::vector<std::string>& names) {
   std::string out;
@@ -135,13 +126,7 @@ std::vector<std::string> CheckpointLayout::names() const {
 }
 
 CheckpointLayout read_checkpoint_index(const fs::path& index_file) {
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(read_text(index_file));
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error(ErrorCode::InvalidJson, index_file.string(),
-                fmt::format("not valid JSON: {}", e.what()));
-  }
+  const nlohmann::json doc = formats::read_json_file(index_file);
   const nlohmann::json& weight_map = weight_map_of(doc, index_file);
   const auto total_size = metadata_number(doc, "total_size", index_file);
 
@@ -259,13 +244,7 @@ StateDict load_checkpoint(const CheckpointLayout& layout) {
 
 std::vector<std::pair<std::string, std::string>> tied_weight_keys(const CheckpointLayout& layout) {
   if (!layout.config) return {};
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(read_text(*layout.config));
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error(ErrorCode::InvalidJson, layout.config->string(),
-                fmt::format("not valid JSON: {}", e.what()));
-  }
+  const nlohmann::json config = formats::read_json_file(*layout.config);
   if (!config.is_object()) return {};
   const auto names = layout.names();
   const auto has = [&](std::string_view key) {

@@ -6,13 +6,12 @@
 
 #include <array>
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <optional>
-#include <sstream>
 
 #include "formats/atomic_file.hpp"
 #include "formats/gguf.hpp"
+#include "formats/json_file.hpp"
 #include "peft/error.hpp"
 #include "peft/module_match.hpp"
 
@@ -72,18 +71,6 @@ struct BaseFacts {
   bool tied = false;
 };
 
-nlohmann::json read_json_file(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(ErrorCode::Io, file.string(), "cannot open the base model's config.json");
-  std::ostringstream text;
-  text << in.rdbuf();
-  try {
-    return nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(ErrorCode::InvalidJson, file.string(), fmt::format("not JSON: {}", e.what()));
-  }
-}
-
 std::int64_t positive_int(const nlohmann::json& config, const char* field, const fs::path& file) {
   const auto it = config.find(field);
   if (it == config.end() || !it->is_number_integer() || it->get<std::int64_t>() <= 0) {
@@ -95,7 +82,7 @@ std::int64_t positive_int(const nlohmann::json& config, const char* field, const
 
 BaseFacts read_base(const std::string& base, const AdapterLocation& location) {
   const fs::path file = resolve_adapter_file(base, "config.json", location);
-  const nlohmann::json config = read_json_file(file);
+  const nlohmann::json config = formats::read_json_file(file);
   const auto archs = config.find("architectures");
   if (!config.is_object() || archs == config.end() || !archs->is_array() || archs->empty() ||
       !(*archs)[0].is_string()) {
@@ -210,8 +197,9 @@ std::vector<float> transposed(const std::vector<float>& values, std::size_t rows
 // other tensors fall back to F16, as small ranks do for lora_b.
 struct Encoded {
   GgmlType type = GgmlType::F32;
-  Tensor kept;                   // the converted (or source) tensor whose bytes are written
-  std::vector<std::byte> owned;  // Q8_0 blocks
+  std::vector<std::uint64_t> ne;  // GGUF order; ne[0] is the row length
+  Tensor kept;                    // the converted (or source) tensor whose bytes are written
+  std::vector<std::byte> owned;   // Q8_0 blocks
   std::span<const std::byte> bytes() const {
     return owned.empty() ? kept.bytes() : std::span<const std::byte>(owned);
   }
@@ -225,12 +213,13 @@ GgmlType ggml_of(DType dtype) {
   return dtype == DType::F32 ? GgmlType::F32 : dtype == DType::F16 ? GgmlType::F16 : GgmlType::BF16;
 }
 
-// `source` itself, or `values` (its transformed floats) when given.
-Encoded encode(const Tensor& source, const std::vector<float>* values, std::size_t row_length,
-               GgufOutType out) {
+// `source` itself, or `values` (its transformed floats) when given, as a tensor of `ne`.
+Encoded encode(const Tensor& source, const std::vector<float>* values,
+               std::vector<std::uint64_t> ne, GgufOutType out) {
   Encoded encoded;
+  encoded.ne = std::move(ne);
   if (out == GgufOutType::Q8_0) {
-    if (row_length % formats::kQ8BlockSize == 0) {
+    if (encoded.ne[0] % formats::kQ8BlockSize == 0) {
       encoded.type = GgmlType::Q8_0;
       encoded.owned = formats::quantize_q8_0(values != nullptr ? *values : source.to_floats());
       return encoded;
@@ -280,6 +269,11 @@ std::vector<std::pair<std::string, std::string>> gguf_architectures() {
 GgufExportResult export_gguf(const std::string& adapter, const std::string& base,
                              const fs::path& out, const GgufExportOptions& options) {
   return annotate_errors(adapter, [&]() -> GgufExportResult {
+    std::error_code ec;
+    if (!options.overwrite && fs::exists(out, ec)) {
+      throw Error(ErrorCode::InvalidArgument, out.string(),
+                  "the output exists (--force replaces it)");
+    }
     const PeftConfig config = load_adapter_config(adapter, options.adapter_location);
     check_expressible(config);
     const BaseFacts facts = read_base(base, options.base_location);
@@ -373,29 +367,20 @@ GgufExportResult export_gguf(const std::string& adapter, const std::string& base
       // (ne {r, out}). token_embd is applied by row lookup: lora_a = Aᵀ (ne {r, vocab}),
       // lora_b = B (ne {r, dim}).
       std::optional<std::vector<float>> a;
-      std::size_t a_row = dim(*f.a, 1);
+      std::vector<std::uint64_t> a_ne = {dim(*f.a, 1), r};
       if (target->embedding) {
         a = transposed(f.a->to_floats(), r, dim(*f.a, 1));
-        a_row = r;
+        a_ne = {r, dim(*f.a, 1)};
       }
       encoded.emplace_back(target->gguf + ".lora_a",
-                           encode(*f.a, a ? &*a : nullptr, a_row, options.out_type));
+                           encode(*f.a, a ? &*a : nullptr, std::move(a_ne), options.out_type));
       encoded.emplace_back(target->gguf + ".lora_b",
-                           encode(*f.b, b ? &*b : nullptr, r, options.out_type));
+                           encode(*f.b, b ? &*b : nullptr, {r, dim(*f.b, 0)}, options.out_type));
     }
 
     std::vector<formats::GgufTensor> tensors;
-    for (std::size_t i = 0; i < encoded.size(); ++i) {
-      const auto& [name, data] = encoded[i];
-      const Factors& f = modules.at(order[i / 2]);
-      const bool is_a = i % 2 == 0;
-      const bool embedding = name.starts_with("token_embd.");
-      const Tensor& source = is_a ? *f.a : *f.b;
-      std::vector<std::uint64_t> ne = {static_cast<std::uint64_t>(source.shape()[1]),
-                                       static_cast<std::uint64_t>(source.shape()[0])};
-      if (embedding && is_a) std::swap(ne[0], ne[1]);
-      tensors.push_back({name, data.type, ne, data.bytes()});
-    }
+    for (const auto& [name, data] : encoded)
+      tensors.push_back({name, data.type, data.ne, data.bytes()});
     using formats::GgufValueType;
     const std::vector<formats::GgufKeyValue> metadata = {
         {"general.architecture", GgufValueType::String, std::string(facts.arch->gguf_name)},
@@ -405,11 +390,6 @@ GgufExportResult export_gguf(const std::string& adapter, const std::string& base
     };
     const std::vector<std::byte> bytes = formats::serialize_gguf(metadata, tensors);
 
-    std::error_code ec;
-    if (!options.overwrite && fs::exists(out, ec)) {
-      throw Error(ErrorCode::InvalidArgument, out.string(),
-                  "the output exists (--force replaces it)");
-    }
     formats::AtomicFile file(out);
     file.write(bytes);
     file.commit();
