@@ -11,6 +11,7 @@
 #include "peft/config.hpp"
 #include "peft/diagnostic.hpp"
 #include "peft/export.hpp"
+#include "peft/injection.hpp"
 #include "peft/peft_model.hpp"
 #include "peft/peft_state_dict.hpp"
 #include "peft/state_dict.hpp"
@@ -103,5 +104,15 @@ struct PEFT_API FromPretrainedOptions {
 // missing keys PEFT reports.
 PEFT_API LoadResult from_pretrained(PeftModel& model, const std::string& id_or_path,
                                     const FromPretrainedOptions& options = {});
+
+// PeftModel.from_pretrained on a plain base model (its own state dict): reads the
+// adapter's config, creates the adapter's tensors as PEFT's injection does
+// (inject_adapters; X-LoRA's experts are found next to the adapter's folder unless
+// `injection.adapter_folder` says otherwise), then loads the weights. `result`, when
+// given, receives the load result.
+PEFT_API PeftModel from_pretrained(const StateDict& base, const std::string& id_or_path,
+                                   const FromPretrainedOptions& options = {},
+                                   const InjectionOptions& injection = {},
+                                   LoadResult* result = nullptr);
 
 }  // namespace peft

@@ -332,4 +332,21 @@ LoadResult from_pretrained(PeftModel& model, const std::string& id_or_path,
   });
 }
 
+PeftModel from_pretrained(const StateDict& base, const std::string& id_or_path,
+                          const FromPretrainedOptions& options, const InjectionOptions& injection,
+                          LoadResult* result) {
+  return annotate_errors(id_or_path, [&]() -> PeftModel {
+    PeftConfig config = load_adapter_config(id_or_path, options.location);
+    config.mutable_json()["inference_mode"] = !options.is_trainable;  // shapes P-tuning's encoder
+    InjectionOptions inject = injection;
+    if (inject.adapter_folder == ".") {
+      inject.adapter_folder = std::filesystem::path(config.source()).parent_path();
+    }
+    PeftModel model = inject_adapters(base, {{options.adapter_name, config}}, inject);
+    LoadResult loaded = from_pretrained(model, id_or_path, options);
+    if (result != nullptr) *result = std::move(loaded);
+    return model;
+  });
+}
+
 }  // namespace peft

@@ -1,5 +1,7 @@
-// inject_adapter: the generic part (which modules are wrapped, where base tensors go) and
-// each method's own tensors come from its rule (methods/registry.hpp, injection_*.cpp).
+// inject_adapters: picks the model shape of the adapters' method (its registry row) and
+// holds what every shape shares. The shapes are in injection_tuner.cpp and
+// injection_prompt_models.cpp; each method's own tensors come from its rule
+// (methods/registry.hpp, methods/injection_*.cpp).
 #include "peft/injection.hpp"
 
 #include <fmt/format.h>
@@ -7,6 +9,7 @@
 #include <algorithm>
 #include <unordered_map>
 
+#include "engine/injection_walks.hpp"
 #include "methods/registry.hpp"
 #include "peft/error.hpp"
 #include "peft/module_match.hpp"
@@ -14,14 +17,19 @@
 namespace peft {
 namespace injection {
 
-constexpr std::string_view kRoot = "base_model.model.";
-
 const Tensor& Layer::weight() const {
   for (const auto& [name, tensor] : module->params) {
     if (name == "weight") return tensor;
   }
   throw Error(ErrorCode::Unsupported, module->path,
               "a targeted module without a weight cannot be adapted");
+}
+
+const Tensor& Layer::param_tensor(std::string_view name) const {
+  for (const auto& [local, tensor] : module->params) {
+    if (local == name) return tensor;
+  }
+  throw Error(ErrorCode::MissingKey, module->path, fmt::format("the module has no '{}'", name));
 }
 
 bool Layer::is_conv() const {
@@ -71,24 +79,10 @@ Tensor SlotMaker::from_floats(const Tensor& like, Shape shape,
 
 void put(StateDict& out, const Layer& layer, const Context& ctx, std::string_view part,
          Tensor tensor, std::string_view suffix) {
-  out.set(fmt::format("{}{}.{}.{}{}", kRoot, layer.module->path, part, ctx.adapter, suffix),
+  out.set(fmt::format("base_model.model.{}.{}.{}{}", layer.key_path(), part, ctx.adapter, suffix),
           std::move(tensor));
 }
 
-namespace {
-
-const methods::InjectionRule& rule_for(const PeftConfig& config) {
-  const PeftType type = config.peft_type();
-  const methods::InjectionRule& rule = methods::method(type).injection;
-  if (rule.slots != nullptr) return rule;
-  throw Error(
-      ErrorCode::Unsupported, config.source(),
-      fmt::format("creating {} adapter tensors from a plain base model is not implemented; load "
-                  "into a model that already holds them",
-                  to_string(type)));
-}
-
-// Modules in state order, each with its direct parameters (the key minus its last part).
 std::vector<Module> modules_of(const StateDict& base) {
   std::vector<Module> modules;
   std::unordered_map<std::string, std::size_t> index;
@@ -120,61 +114,80 @@ std::string class_of(const Module& module, const ModuleClasses& classes) {
   return "";
 }
 
-bool saves_module(const PeftConfig& config, const std::string& module) {
-  const auto names = config.modules_to_save();
-  if (!names) return false;
-  for (const auto& entry : *names) {
-    if (module.ends_with(entry)) return true;  // a string suffix, as PEFT matches it
-  }
-  return false;
+std::vector<Context> contexts_of(const Adapters& adapters, const InjectionOptions& options) {
+  std::vector<Context> contexts;
+  contexts.reserve(adapters.size());
+  for (const auto& [name, config] : adapters)
+    contexts.push_back({config, name, SlotMaker{options.autocast_adapter_dtype}, {}});
+  return contexts;
 }
 
-bool is_target(const PeftConfig& config, const Module& module) {
-  return !module.path.empty() && match_target(config, module.path) == TargetMatch::Targeted;
+namespace {
+
+const methods::InjectionRule& rule_for(const PeftConfig& config) {
+  const PeftType type = config.peft_type();
+  const methods::InjectionRule& rule = methods::method(type).injection;
+  if (rule.slots != nullptr || rule.shape == ModelShape::XLora) return rule;
+  throw Error(
+      ErrorCode::Unsupported, config.source(),
+      fmt::format("creating {} adapter tensors from a plain base model is not implemented; load "
+                  "into a model that already holds them",
+                  to_string(type)));
+}
+
+// PeftModel holds adapters of one type (mixing needs PEFT's PeftMixedModel).
+void require_one_type(const Adapters& adapters) {
+  if (adapters.empty()) throw Error(ErrorCode::InvalidArgument, "", "no adapter to inject");
+  for (const auto& [name, config] : adapters) {
+    if (config.peft_type() != adapters.front().second.peft_type()) {
+      throw Error(ErrorCode::Unsupported, config.source(),
+                  fmt::format("adapter '{}' is {} but '{}' is {}: one PEFT model holds adapters "
+                              "of one type",
+                              name, to_string(config.peft_type()), adapters.front().first,
+                              to_string(adapters.front().second.peft_type())));
+    }
+  }
 }
 
 }  // namespace
 }  // namespace injection
 
-PeftModel inject_adapter(const StateDict& base, const std::string& adapter_name,
-                         const PeftConfig& config, const ModuleClasses& classes,
-                         bool autocast_adapter_dtype) {
-  return annotate_errors(config.source(), [&]() -> PeftModel {
-    using namespace injection;
-    const methods::InjectionRule& method = rule_for(config);
-    const std::vector<Module> modules = modules_of(base);
-    std::vector<Layer> targets;
-    for (const auto& module : modules) {
-      if (is_target(config, module)) targets.push_back({&module, class_of(module, classes)});
-    }
-    Context ctx{config, adapter_name, SlotMaker{autocast_adapter_dtype}, {}};
-    if (method.shared != nullptr) ctx.shared = method.shared(targets, ctx);
-
+PeftModel inject_adapters(const StateDict& base,
+                          const std::vector<std::pair<std::string, PeftConfig>>& adapters,
+                          const InjectionOptions& options) {
+  using namespace injection;
+  require_one_type(adapters);
+  const PeftConfig& first = adapters.front().second;
+  return annotate_errors(first.source(), [&]() -> PeftModel {
     PeftModel model;
-    model.adapters.emplace_back(adapter_name, config);
-    auto target = targets.begin();
-    for (const auto& module : modules) {
-      const std::string p = std::string(kRoot) + (module.path.empty() ? "" : module.path + ".");
-      if (target != targets.end() && target->module == &module) {
-        for (const auto& [name, tensor] : module.params)
-          model.state.set(p + "base_layer." + name, tensor);
-        method.slots(*target++, ctx, model.state);
-      } else if (!module.path.empty() && saves_module(config, module.path)) {
-        for (const auto& [name, tensor] : module.params)
-          model.state.set(p + "original_module." + name, tensor);
-        for (const auto& [name, tensor] : module.params) {
-          model.state.set(p + "modules_to_save." + adapter_name + "." + name, tensor.clone());
-        }
-      } else {
-        for (const auto& [name, tensor] : module.params) model.state.set(p + name, tensor);
-      }
+    switch (rule_for(first).shape) {
+      case ModelShape::Tuner:
+        model = tuner_model(base, adapters, options);
+        break;
+      case ModelShape::PromptLearning:
+        model = prompt_learning_model(base, adapters, options);
+        break;
+      case ModelShape::AdaptionPrompt:
+        model = adaption_prompt_model(base, adapters, options);
+        break;
+      case ModelShape::XLora:
+        model = xlora_model(base, adapters, options);
+        break;
     }
-    // Model-level tensors are registered on the tuner after its `model`.
-    for (const auto& [name, tensor] : ctx.shared)
-      model.state.set("base_model." + name + "." + adapter_name, tensor);
+    model.adapters = adapters;
+    model.facts = options.facts;
     make_writable(model.state);
     return model;
   });
+}
+
+PeftModel inject_adapter(const StateDict& base, const std::string& adapter_name,
+                         const PeftConfig& config, const ModuleClasses& classes,
+                         bool autocast_adapter_dtype) {
+  InjectionOptions options;
+  options.classes = classes;
+  options.autocast_adapter_dtype = autocast_adapter_dtype;
+  return inject_adapters(base, {{adapter_name, config}}, options);
 }
 
 }  // namespace peft

@@ -55,8 +55,31 @@ bool is_feedforward(const PeftConfig& config, const std::string& module) {
 
 }  // namespace
 
+namespace {
+
+// LoRA on a parameter (PEFT's ParamWrapper): a 2-D [out, in] weight, or 3-D experts [E, in, out]
+// whose factors stack the experts' ranks.
+void lora_parameter_slots(const Layer& layer, const Context& ctx, StateDict& out) {
+  const Tensor& param = layer.param_tensor(layer.param);
+  const Shape& p = param.shape();
+  if (p.size() != 2 && p.size() != 3) {
+    throw Error(ErrorCode::Unsupported, layer.module->path + "." + layer.param,
+                fmt::format("LoRA wraps 2-D or 3-D parameters, not {}", shape_to_string(p)));
+  }
+  const std::uint64_t experts = p.size() == 3 ? p[0] : 1;
+  const std::uint64_t in = p[1], out_features = p.size() == 3 ? p[2] : p[0];
+  const std::uint64_t r = rank_of(layer, ctx) * experts;
+  put(out, layer, ctx, "lora_A", ctx.make.zeros(param, {r, in}), ".weight");
+  put(out, layer, ctx, "lora_B", ctx.make.zeros(param, {out_features, r}), ".weight");
+  if (ctx.config.lora_bias())
+    put(out, layer, ctx, "lora_B", ctx.make.zeros(param, {out_features}), ".bias");
+}
+
+}  // namespace
+
 // LoRA (and DoRA, lora_bias) tensors of one module, in the order PEFT registers them.
 void lora_slots(const Layer& layer, const Context& ctx, StateDict& out) {
+  if (!layer.param.empty()) return lora_parameter_slots(layer, ctx, out);
   const Tensor& weight = layer.weight();
   const auto& make = ctx.make;
   const auto r = rank_of(layer, ctx);

@@ -2,7 +2,9 @@
 // themselves (one function per method, grouped by family in injection_*.cpp).
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -16,10 +18,22 @@ struct Module {
   std::vector<std::pair<std::string, Tensor>> params;
 };
 
+// How PEFT builds the model around a method's tensors: a tuner wraps targeted modules
+// ("base_model.model.<module>.base_layer"), prompt learning adds a prompt encoder next to
+// "base_model.<key>", adaption prompt wraps attention modules, X-LoRA wraps a LoRA model.
+enum class ModelShape : std::uint8_t { Tuner, PromptLearning, AdaptionPrompt, XLora };
+
 // One targeted module: its tensors and its Python class ("Linear", "Conv2d", ...).
 struct Layer {
   const Module* module;
   std::string cls;
+  // LoRA target_parameters: the wrapped parameter (PEFT's ParamWrapper), else empty.
+  std::string param = {};
+  // Where the layer's tensors are keyed when not at module->path (MHA's out_proj).
+  std::string path = {};
+
+  const std::string& key_path() const { return path.empty() ? module->path : path; }
+  const Tensor& param_tensor(std::string_view name) const;
 
   const Tensor& weight() const;
   bool is_conv() const;  // torch ConvNd (GPT-2's Conv1D is a transposed Linear)
@@ -57,8 +71,12 @@ struct Context {
 void put(StateDict& out, const Layer& layer, const Context& ctx, std::string_view part,
          Tensor tensor, std::string_view suffix = "");
 
-// Per-method rules: the tensors PEFT registers on `layer`, in its order.
+// Per-method rules: the tensors PEFT registers on `layer`, in its order. For prompt
+// learning `layer` is the word embeddings and the tensors are the prompt encoder's; for
+// adaption prompt it is the attention module (its tensors named relative to it).
 using SlotFn = void (*)(const Layer& layer, const Context& ctx, StateDict& out);
+// Whether the method wraps a module its config targets (nullptr: every one).
+using WrapsFn = bool (*)(const Layer& layer);
 // Rules that create model-level tensors before any layer (PEFT's _pre_injection_hook).
 using SharedFn = StateDict (*)(const std::vector<Layer>& targets, const Context& ctx);
 
@@ -83,6 +101,17 @@ void delora_slots(const Layer&, const Context&, StateDict&);
 void poly_slots(const Layer&, const Context&, StateDict&);
 void ln_tuning_slots(const Layer&, const Context&, StateDict&);
 void trainable_tokens_slots(const Layer&, const Context&, StateDict&);
+// The trainable-token delta PEFT starts from: the embedding rows of `tokens`.
+Tensor token_rows(const Layer& layer, const Context& ctx, const std::vector<std::int64_t>& tokens);
+void osf_slots(const Layer&, const Context&, StateDict&);
+bool osf_wraps(const Layer&);
+
+void prompt_tuning_slots(const Layer&, const Context&, StateDict&);
+void multitask_prompt_tuning_slots(const Layer&, const Context&, StateDict&);
+void p_tuning_slots(const Layer&, const Context&, StateDict&);
+void prefix_tuning_slots(const Layer&, const Context&, StateDict&);
+void cpt_slots(const Layer&, const Context&, StateDict&);
+void adaption_prompt_slots(const Layer&, const Context&, StateDict&);
 
 void vera_slots(const Layer&, const Context&, StateDict&);
 StateDict vera_shared(const std::vector<Layer>&, const Context&);

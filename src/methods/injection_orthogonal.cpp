@@ -1,8 +1,11 @@
-// Injection rules of the orthogonal / block methods: OFT, BOFT, HRA, Bone, MiSS.
+// Injection rules of the orthogonal / block methods: OFT, BOFT, HRA, Bone, MiSS, OSF.
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "methods/injection_methods.hpp"
 #include "peft/error.hpp"
+#include "pycompat/python_regex.hpp"
 
 namespace peft::injection {
 namespace {
@@ -110,6 +113,62 @@ void bone_slots(const Layer& layer, const Context& ctx, StateDict& out) {
 void miss_slots(const Layer& layer, const Context& ctx, StateDict& out) {
   put(out, layer, ctx, "miss_block",
       ctx.make.zeros(layer.weight(), block_shape(layer, ctx, "MiSS")));
+}
+
+namespace {
+
+// OSF's effective_rank (or a rank_pattern value): a fraction in (0, 1] of the smaller
+// weight dimension, a count, or null for half of it; clamped to [0, min_dim].
+std::uint64_t osf_rank(const nlohmann::json* value, std::uint64_t min_dim) {
+  if (value == nullptr || value->is_null()) return min_dim / 2;
+  std::int64_t r = 0;
+  if (value->is_number_float() && value->get<double>() > 0 && value->get<double>() <= 1) {
+    r = static_cast<std::int64_t>(static_cast<double>(min_dim) * value->get<double>());
+  } else if (value->is_number()) {
+    r = static_cast<std::int64_t>(value->get<double>());
+  }
+  return static_cast<std::uint64_t>(
+      std::clamp<std::int64_t>(r, 0, static_cast<std::int64_t>(min_dim)));
+}
+
+// The frozen top-k of the module's spectrum: rank_pattern's first key found in the
+// module path (re.search), else effective_rank.
+std::uint64_t osf_high_rank(const Layer& layer, const Context& ctx, std::uint64_t min_dim) {
+  if (const auto* patterns = ctx.config.find("rank_pattern"); patterns && patterns->is_object()) {
+    for (const auto& [pattern, rank] : patterns->items()) {
+      try {
+        if (detail::python_regex_matches(pattern, layer.module->path, detail::RegexMode::Search))
+          return osf_rank(&rank, min_dim);
+      } catch (const detail::RegexError& e) {
+        throw Error(ErrorCode::InvalidConfigValue, ctx.config.source(),
+                    fmt::format("rank_pattern key '{}': {}", pattern, e.what()));
+      }
+    }
+  }
+  return osf_rank(ctx.config.find("effective_rank"), min_dim);
+}
+
+}  // namespace
+
+// OSF splits the weight's SVD: the top effective_rank triplets stay frozen in buffers
+// that are not saved; the rest are the trainable U_low, S_low, V_low (placeholders here,
+// overwritten by the load).
+bool osf_wraps(const Layer& layer) {
+  for (const auto& [name, tensor] : layer.module->params) {
+    if (name == "weight") return tensor.rank() == 2;
+  }
+  return false;
+}
+
+void osf_slots(const Layer& layer, const Context& ctx, StateDict& out) {
+  const Tensor& weight = layer.weight();
+  const std::uint64_t rows = weight.shape()[0], cols = weight.shape()[1];
+  const std::uint64_t min_dim = std::min(rows, cols);
+  const std::uint64_t low = min_dim - osf_high_rank(layer, ctx, min_dim);
+  // A ParameterDict built from a plain dict holds its entries sorted by name.
+  put(out, layer, ctx, "osf_svd_params", ctx.make.zeros(weight, {low}), ".S_low");
+  put(out, layer, ctx, "osf_svd_params", ctx.make.zeros(weight, {rows, low}), ".U_low");
+  put(out, layer, ctx, "osf_svd_params", ctx.make.zeros(weight, {low, cols}), ".V_low");
 }
 
 }  // namespace peft::injection

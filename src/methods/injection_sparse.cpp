@@ -172,27 +172,30 @@ void ln_tuning_slots(const Layer& layer, const Context& ctx, StateDict& out) {
 // Trainable tokens: the rows of the chosen tokens, copied from the embedding (PEFT's
 // init_weights=True starts from them and replaces, not adds, on merge). Its
 // trainable_tokens_original copy is a non-persistent buffer, not state.
-void trainable_tokens_slots(const Layer& layer, const Context& ctx, StateDict& out) {
-  layer.require("trainable tokens", {"Embedding", "Linear"});
+Tensor token_rows(const Layer& layer, const Context& ctx, const std::vector<std::int64_t>& tokens) {
   const Tensor& weight = layer.weight();
-  const std::vector<std::int64_t> tokens = ctx.config.token_indices();
   const auto rows = static_cast<std::uint64_t>(weight.shape().at(0));
   const std::uint64_t width = weight.numel() / std::max<std::uint64_t>(rows, 1);
-  const DType dtype = ctx.make.dtype(weight);
   std::vector<double> values;
   values.reserve(tokens.size() * width);
   const auto all = weight.to_doubles();
   for (const std::int64_t token : tokens) {
     if (token < 0 || static_cast<std::uint64_t>(token) >= rows) {
       throw Error(ErrorCode::InvalidConfigValue, ctx.config.source(),
-                  fmt::format("token_indices: token {} is outside {}'s {} rows", token,
+                  fmt::format("token indices: token {} is outside {}'s {} rows", token,
                               layer.module->path, rows));
     }
     const auto first = all.begin() + static_cast<std::ptrdiff_t>(token * width);
     values.insert(values.end(), first, first + static_cast<std::ptrdiff_t>(width));
   }
+  return Tensor::from_doubles(ctx.make.dtype(weight),
+                              {static_cast<std::uint64_t>(tokens.size()), width}, values);
+}
+
+void trainable_tokens_slots(const Layer& layer, const Context& ctx, StateDict& out) {
+  layer.require("trainable tokens", {"Embedding", "Linear"});
   put(out, layer, ctx, "trainable_tokens_delta",
-      Tensor::from_doubles(dtype, {static_cast<std::uint64_t>(tokens.size()), width}, values));
+      token_rows(layer, ctx, ctx.config.token_indices()));
 }
 
 }  // namespace peft::injection

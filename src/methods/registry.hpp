@@ -30,6 +30,8 @@ struct StateDictRules {
 struct InjectionRule {
   injection::SlotFn slots = nullptr;
   injection::SharedFn shared = nullptr;  // model-level tensors made before the layers
+  injection::ModelShape shape = injection::ModelShape::Tuner;
+  injection::WrapsFn wraps = nullptr;  // which targeted modules it wraps (nullptr: all)
 };
 
 // Whether merge_and_unload exists for the method; when it does not, why (empty for types
@@ -71,21 +73,23 @@ constexpr MergeRule kMerges{true};
 constexpr S kGeneric{select_by_prefix, insert_adapter_names};
 constexpr S kPrompt{select_prompt_learning, keep_as_is, load_prompt_encoder};
 constexpr MergeRule kPromptMerge{false, kPromptRefusal};
+constexpr auto kPromptShape = ModelShape::PromptLearning;
 
 inline constexpr std::array<MethodDescriptor, kPeftTypeCount> kRegistry = {
     // PEFT v0.18.0
-    D{PeftType::PROMPT_TUNING, "prompt_tuning_", kPrompt, {}, kPromptMerge},
-    D{PeftType::MULTITASK_PROMPT_TUNING, "multitask_prompt_tuning_", kPrompt, {}, kPromptMerge},
-    D{PeftType::P_TUNING, "p_tuning_", kPrompt, {}, kPromptMerge},
-    D{PeftType::PREFIX_TUNING, "prefix_tuning_", kPrompt, {}, kPromptMerge},
+    D{PeftType::PROMPT_TUNING, "prompt_tuning_", kPrompt,
+      I{prompt_tuning_slots, nullptr, kPromptShape}, kPromptMerge},
+    D{PeftType::MULTITASK_PROMPT_TUNING, "multitask_prompt_tuning_", kPrompt,
+      I{multitask_prompt_tuning_slots, nullptr, kPromptShape}, kPromptMerge},
+    D{PeftType::P_TUNING, "p_tuning_", kPrompt, I{p_tuning_slots, nullptr, kPromptShape},
+      kPromptMerge},
+    D{PeftType::PREFIX_TUNING, "prefix_tuning_", kPrompt,
+      I{prefix_tuning_slots, nullptr, kPromptShape}, kPromptMerge},
     D{PeftType::LORA, "lora_", S{select_lora, remap_lora}, I{lora_slots}, kMerges},
     D{PeftType::ADALORA, "lora_", S{select_lora, remap_adalora}, I{adalora_slots}, kMerges},
     D{PeftType::BOFT, "boft_", S{select_boft, insert_adapter_names}, I{boft_slots}, kMerges},
-    D{PeftType::ADAPTION_PROMPT,
-      "adaption_prompt_",
-      S{select_adaption_prompt, keep_as_is},
-      {},
-      kPromptMerge},
+    D{PeftType::ADAPTION_PROMPT, "adaption_prompt_", S{select_adaption_prompt, keep_as_is},
+      I{adaption_prompt_slots, nullptr, ModelShape::AdaptionPrompt}, kPromptMerge},
     D{PeftType::IA3, "ia3_", kGeneric, I{ia3_slots}, kMerges},
     D{PeftType::LOHA, "hada_", kGeneric, I{loha_slots}, kMerges},
     D{PeftType::LOKR, "lokr_", kGeneric, I{lokr_slots}, kMerges},
@@ -95,11 +99,12 @@ inline constexpr std::array<MethodDescriptor, kPeftTypeCount> kRegistry = {
     D{PeftType::VERA, "vera_lambda_", S{select_vera, remap_vera}, I{vera_slots, vera_shared},
       kMerges},
     D{PeftType::FOURIERFT, "fourierft_", kGeneric, I{fourierft_slots}, kMerges},
-    D{PeftType::XLORA, "xlora_", S{select_xlora, keep_as_is}, {}, MergeRule{false, kXloraRefusal}},
+    D{PeftType::XLORA, "xlora_", S{select_xlora, keep_as_is},
+      I{nullptr, nullptr, ModelShape::XLora}, MergeRule{false, kXloraRefusal}},
     D{PeftType::HRA, "hra_", kGeneric, I{hra_slots}, kMerges},
     D{PeftType::VBLORA, "vblora_", S{select_vblora, remap_vblora, nullptr, true},
       I{vblora_slots, vblora_shared}, kMerges},
-    D{PeftType::CPT, "cpt_", kPrompt, {}, kPromptMerge},
+    D{PeftType::CPT, "cpt_", kPrompt, I{cpt_slots, nullptr, kPromptShape}, kPromptMerge},
     D{PeftType::BONE, "bone_", kGeneric, I{bone_slots}, kMerges},
     D{PeftType::MISS, "miss_", kGeneric, I{miss_slots}, kMerges},
     D{PeftType::RANDLORA, "randlora_", kGeneric, I{randlora_slots, randlora_shared}, kMerges},
@@ -109,7 +114,8 @@ inline constexpr std::array<MethodDescriptor, kPeftTypeCount> kRegistry = {
     D{PeftType::SHIRA, "shira_", S{select_shira, remap_shira}, I{shira_slots}, kMerges},
     D{PeftType::C3A, "c3a_", kGeneric, I{c3a_slots}, kMerges},
     D{PeftType::WAVEFT, "waveft_", kGeneric, I{waveft_slots}, kMerges},
-    D{PeftType::OSF, "osf_", kGeneric, {}, kMerges},
+    D{PeftType::OSF, "osf_", kGeneric, I{osf_slots, nullptr, ModelShape::Tuner, osf_wraps},
+      kMerges},
     D{PeftType::DELORA, "delora_", kGeneric, I{delora_slots}, kMerges},
     // Added after PEFT v0.18.0: known by name only.
     D{PeftType::ADAMSS, ""},
