@@ -6,12 +6,13 @@
 # libc than Debian 12, so it runs in a debootstrap chroot cached outside the clone
 # ($PEFTCPP_LLAMA_CHROOT, default /var/cache/peftcpp/sid-chroot) and built once per machine.
 #
-# For a tiny random Llama base (scripts/llama_cpp/make_base.py) and LoRA adapters with
-# plain, rsLoRA and rank/alpha-pattern scaling (make_lora.py): peftcpp merges each adapter
-# into the base, llama.cpp's own converter (convert_hf_to_gguf.py --outtype f32) converts
-# the base and the merged models, peftcpp exports the adapter, and llama-perplexity of the
-# base with `--lora` must equal that of the merged model (relative difference <= 1e-4,
-# all-f32 path) and differ from the base's. A mismatch fails; an environment that cannot
+# For tiny random bases of each architecture family export-gguf knows (Llama, Qwen2,
+# Qwen3, Gemma, Phi-3: scripts/llama_cpp/make_base.py) and LoRA adapters on their
+# projections (plain, rsLoRA and rank/alpha-pattern scaling) and embeddings
+# (make_lora.py): peftcpp merges each adapter into its base, llama.cpp's own converter
+# (convert_hf_to_gguf.py --outtype f32) converts the bases and the merged models, peftcpp
+# exports the adapter, and llama-perplexity of the base with `--lora` must equal that of
+# the merged model (relative difference <= 1e-4, all-f32 path) and differ from the base's. A mismatch fails; an environment that cannot
 # build the chroot (no network, archive unreachable) is reported as SKIPPED.
 #
 # usage: scripts/llama-cpp-check.sh [path/to/peftcpp]
@@ -62,8 +63,19 @@ work="$root$work_in_root"
 rm -rf "$work"
 mkdir -p "$work"
 cp scripts/llama_cpp/make_base.py scripts/llama_cpp/make_lora.py "$work/"
-in_root "cd $work_in_root && python3 make_base.py >make_base.log 2>&1 &&
-  python3 $converter base --outtype f32 --outfile base.gguf >convert.log 2>&1"
+
+# ARCH:MODE pairs: every scaling mode on Llama (q/k permuted), the projections of each other
+# family, and embedding LoRA on an untied (Llama: token_embd + output) and a tied (Gemma:
+# token_embd only) model.
+cases=(llama:plain llama:rslora llama:patterns llama:embed qwen2:plain qwen3:plain
+  gemma:plain phi3:plain)
+# Adapters export-gguf must refuse: llama.cpp aborts on an embedding LoRA of a tied model.
+refused=(gemma:embed)
+archs=$(printf '%s\n' "${cases[@]}" "${refused[@]}" | cut -d: -f1 | sort -u)
+for arch in $archs; do
+  in_root "cd $work_in_root && python3 make_base.py $arch >>make_base.log 2>&1 &&
+    python3 $converter base_$arch --outtype f32 --outfile base_$arch.gguf >>convert.log 2>&1"
+done
 
 # llama-perplexity of this llama.cpp sometimes dies before printing its final estimate
 # (seen about once in ten runs, output cut at the last chunk): up to three tries.
@@ -80,35 +92,55 @@ ppl() {  # ppl MODEL [LORA]: llama-perplexity's final estimate, all in f32 (log 
   echo "$estimate"
 }
 
-base_ppl=$(ppl base.gguf)
-[ -n "$base_ppl" ] || { echo "llama-perplexity gave no estimate for the base" >&2; exit 1; }
-echo "base: PPL $base_ppl"
 status=0
-for mode in plain rslora patterns; do
-  in_root "cd $work_in_root && python3 make_lora.py lora_$mode $mode"
+declare -A base_ppl
+for arch in $archs; do
+  base_ppl[$arch]=$(ppl "base_$arch.gguf")
+  [ -n "${base_ppl[$arch]}" ] || { echo "llama-perplexity gave no estimate for $arch" >&2; exit 1; }
+  echo "$arch base: PPL ${base_ppl[$arch]}"
+done
+for case in "${cases[@]}"; do
+  arch=${case%%:*} mode=${case#*:}
+  name="${arch}_$mode"
+  in_root "cd $work_in_root && python3 make_lora.py $arch $mode >>make_lora.log 2>&1"
   (
     cd "$work"
-    "$peftcpp" merge --base base --adapter "lora_$mode" --out "merged_$mode" -q
+    "$peftcpp" merge --base "base_$arch" --adapter "lora_$name" --out "merged_$name" -q
     for f in tokenizer.model tokenizer_config.json; do
-      [ -f "merged_$mode/$f" ] || cp "base/$f" "merged_$mode/"
+      [ -f "merged_$name/$f" ] || cp "base_$arch/$f" "merged_$name/"
     done
-    "$peftcpp" export-gguf "lora_$mode" --base base --out "lora_$mode.gguf" --force -q
+    "$peftcpp" export-gguf "lora_$name" --base "base_$arch" --out "lora_$name.gguf" --force -q
   )
-  in_root "cd $work_in_root && python3 $converter merged_$mode --outtype f32 \
-    --outfile merged_$mode.gguf >>convert.log 2>&1"
-  dump=$(in_root "gguf-dump $work_in_root/lora_$mode.gguf 2>&1")
+  in_root "cd $work_in_root && python3 $converter merged_$name --outtype f32 \
+    --outfile merged_$name.gguf >>convert.log 2>&1"
+  dump=$(in_root "gguf-dump $work_in_root/lora_$name.gguf 2>&1")
   case "$dump" in
     *"adapter.type = 'lora'"*) ;;
-    *) echo "$mode: gguf-dump does not show adapter.type = 'lora'" >&2; status=1 ;;
+    *) echo "$name: gguf-dump does not show adapter.type = 'lora'" >&2; status=1 ;;
   esac
-  with_lora=$(ppl base.gguf "lora_$mode.gguf")
-  merged=$(ppl "merged_$mode.gguf")
-  verdict=$(awk -v a="$with_lora" -v m="$merged" -v b="$base_ppl" 'BEGIN {
+  with_lora=$(ppl "base_$arch.gguf" "lora_$name.gguf")
+  merged=$(ppl "merged_$name.gguf")
+  verdict=$(awk -v a="$with_lora" -v m="$merged" -v b="${base_ppl[$arch]}" 'BEGIN {
     if (a == "" || m == "") { print "no estimate"; exit }
     d = (a - m) / m; if (d < 0) d = -d
     e = (a - b) / b; if (e < 0) e = -e
     if (d > 1e-4) print "MISMATCH"; else if (e < 1e-4) print "NO EFFECT"; else print "ok" }')
-  echo "$mode: base+lora PPL ${with_lora:-?}, merged PPL ${merged:-?}: $verdict"
+  echo "$name: base+lora PPL ${with_lora:-?}, merged PPL ${merged:-?}: $verdict"
   [ "$verdict" = ok ] || status=1
+done
+for case in "${refused[@]}"; do
+  arch=${case%%:*} mode=${case#*:}
+  name="${arch}_$mode"
+  in_root "cd $work_in_root && python3 make_lora.py $arch $mode >>make_lora.log 2>&1"
+  if (cd "$work" && "$peftcpp" export-gguf "lora_$name" --base "base_$arch" \
+    --out "lora_$name.gguf" --force -q 2>"refused_$name.log"); then
+    echo "$name: export-gguf wrote an adapter llama.cpp cannot apply" >&2
+    status=1
+  elif grep -q "tied to the output" "$work/refused_$name.log"; then
+    echo "$name: refused: $(cat "$work/refused_$name.log")"
+  else
+    echo "$name: export-gguf failed for another reason: $(cat "$work/refused_$name.log")" >&2
+    status=1
+  fi
 done
 exit $status

@@ -18,6 +18,7 @@
 #include "peft/gguf.hpp"
 #include "peft/gguf_export.hpp"
 #include "peft/module_match.hpp"
+#include "peft/safetensors.hpp"
 #include "test_support.hpp"
 
 namespace peft {
@@ -232,6 +233,24 @@ TEST(GgufExport, RefusesWhatLlamaCppCannotHold) {
                       ErrorCode::Unsupported, "peftcpp merge");
     EXPECT_FALSE(fs::exists(dir / "d.gguf"));
   }
+  // An embedding LoRA on a base whose embeddings are tied.
+  auto config = nlohmann::json::parse(std::ifstream(base / "config.json"));
+  config["tie_word_embeddings"] = true;
+  std::ofstream(base / "config.json") << config.dump();
+  const auto vocab = config["vocab_size"].get<std::uint64_t>();
+  const auto hidden = config["hidden_size"].get<std::uint64_t>();
+  fs::create_directories(dir / "embed");
+  std::ofstream(dir / "embed" / "adapter_config.json")
+      << R"({"peft_type": "LORA", "r": 2, "lora_alpha": 2, "target_modules": ["embed_tokens"]})";
+  StateDict embed;
+  embed.set("base_model.model.model.embed_tokens.lora_embedding_A",
+            Tensor::zeros(DType::F32, {2, vocab}));
+  embed.set("base_model.model.model.embed_tokens.lora_embedding_B",
+            Tensor::zeros(DType::F32, {hidden, 2}));
+  save_safetensors(embed, dir / "embed" / "adapter_model.safetensors");
+  EXPECT_PEFT_ERROR(export_gguf((dir / "embed").string(), base.string(), dir / "e.gguf"),
+                    ErrorCode::Unsupported, "tied to the output");
+  EXPECT_FALSE(fs::exists(dir / "e.gguf"));
   std::ofstream(dir / "base" / "config.json") << R"({"architectures": ["GPT2LMHeadModel"]})";
   EXPECT_PEFT_ERROR(export_gguf(llama.string(), base.string(), dir / "g.gguf"),
                     ErrorCode::Unsupported, "GPT2LMHeadModel");

@@ -333,6 +333,14 @@ GgufExportResult export_gguf(const std::string& adapter, const std::string& base
                     "lm_head is tied to the token embeddings in this base model, so llama.cpp "
                     "has no separate output tensor to adapt");
       }
+      // With tied embeddings llama.cpp also applies a token_embd LoRA to the output
+      // projection, with the row-lookup layout a matrix product cannot take (llama.cpp
+      // 0.7.0 aborts on such an adapter), while PEFT changes the embedding only.
+      if (target->embedding && facts.tied) {
+        throw Error(ErrorCode::Unsupported, module,
+                    "the token embeddings are tied to the output in this base model: llama.cpp "
+                    "cannot apply an embedding LoRA there (merge it instead: peftcpp merge)");
+      }
       if (f.a->shape().size() != 2 || f.b->shape().size() != 2) {
         throw Error(ErrorCode::ShapeMismatch, module,
                     "LoRA factors must be 2-D (Conv layers are not in llama.cpp)");
