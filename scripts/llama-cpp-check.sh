@@ -64,13 +64,18 @@ rm -rf "$work"
 mkdir -p "$work"
 cp scripts/llama_cpp/make_base.py scripts/llama_cpp/make_lora.py "$work/"
 
-# ARCH:MODE pairs: every scaling mode on Llama (q/k permuted), the projections of each other
-# family, and embedding LoRA on an untied (Llama: token_embd + output) and a tied (Gemma:
-# token_embd only) model.
-cases=(llama:plain llama:rslora llama:patterns llama:embed qwen2:plain qwen3:plain
-  gemma:plain phi3:plain)
+# ARCH:MODE pairs: every family with every scaling mode (plain, rsLoRA, rank/alpha
+# patterns) and with LoRA on its embeddings (token_embd + output where they are untied);
+# the variants that share a family's tensor names (Mistral, Gemma 2 and 3) with fewer.
+cases=()
+for arch in llama qwen2 qwen3 gemma phi3; do
+  for mode in plain rslora patterns embed; do
+    [ "$arch:$mode" = gemma:embed ] || cases+=("$arch:$mode")
+  done
+done
+cases+=(mistral:plain mistral:embed gemma2:plain gemma2:patterns gemma3:plain gemma3:patterns)
 # Adapters export-gguf must refuse: llama.cpp aborts on an embedding LoRA of a tied model.
-refused=(gemma:embed)
+refused=(gemma:embed gemma3:embed)
 archs=$(printf '%s\n' "${cases[@]}" "${refused[@]}" | cut -d: -f1 | sort -u)
 for arch in $archs; do
   in_root "cd $work_in_root && python3 make_base.py $arch >>make_base.log 2>&1 &&

@@ -353,5 +353,29 @@ TEST(InjectionRules, TargetParametersOnExperts) {
   EXPECT_EQ(model.state.at("base_model.model.moe.lora_B.default.weight").dtype(), DType::F32);
 }
 
+// PeftModelForSequenceClassification wraps the classifier head for every method, prompt
+// learning included; the word embeddings share the base's input embedding.
+TEST(InjectionRules, PromptLearningClassifierHead) {
+  StateDict base;
+  base.set("embed.weight", Tensor::zeros(DType::F32, {10, 4}));
+  base.set("classifier.weight", Tensor::zeros(DType::F32, {2, 4}));
+  const auto config = PeftConfig::from_json_text(
+      R"({"peft_type": "PROMPT_TUNING", "task_type": "SEQ_CLS", "num_virtual_tokens": 3,
+          "token_dim": 4, "num_transformer_submodules": 1, "num_layers": 1,
+          "num_attention_heads": 1})",
+      "t");
+  InjectionOptions options;
+  options.facts.vocab_size = 10;
+  const PeftModel model = inject_adapters(base, {{"default", config}}, options);
+  EXPECT_EQ(model.state.keys(),
+            (std::vector<std::string>{
+                "base_model.embed.weight", "base_model.classifier.original_module.weight",
+                "base_model.classifier.modules_to_save.default.weight",
+                "prompt_encoder.default.embedding.weight", "word_embeddings.weight"}));
+  EXPECT_EQ(model.state.at("prompt_encoder.default.embedding.weight").shape(), (Shape{3, 4}));
+  EXPECT_EQ(model.state.at("word_embeddings.weight").bytes().data(),
+            model.state.at("base_model.embed.weight").bytes().data());
+}
+
 }  // namespace
 }  // namespace peft

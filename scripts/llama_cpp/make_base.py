@@ -1,8 +1,9 @@
 # Tiny random base models with a tiny sentencepiece tokenizer, for
 # scripts/llama-cpp-check.sh (runs inside the Debian sid chroot, in the current folder):
 # make_base.py ARCH writes base_ARCH/ (config.json, model.safetensors, tokenizer) and, once,
-# eval.txt. ARCH: llama (untied embeddings), qwen2 (q/k/v biases), qwen3 (q/k norms),
-# gemma (tied embeddings, scaled input), phi3 (fused qkv_proj and gate_up_proj).
+# eval.txt. ARCH: llama (untied embeddings), mistral, qwen2 (q/k/v biases), qwen3 (q/k
+# norms), gemma, gemma2, gemma3 (tied embeddings, scaled input), phi3 (fused qkv_proj and
+# gate_up_proj).
 import json
 import os
 import random
@@ -35,7 +36,10 @@ classes = {
     "llama": ("LlamaConfig", "LlamaForCausalLM", dict(tie_word_embeddings=False)),
     "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", dict(tie_word_embeddings=False)),
     "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", dict(tie_word_embeddings=False, head_dim=16)),
+    "mistral": ("MistralConfig", "MistralForCausalLM", dict(tie_word_embeddings=False, sliding_window=None)),
     "gemma": ("GemmaConfig", "GemmaForCausalLM", dict(head_dim=16, pad_token_id=0)),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", dict(head_dim=16, pad_token_id=0)),
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", dict(head_dim=16, pad_token_id=0)),
     "phi3": ("Phi3Config", "Phi3ForCausalLM", dict(tie_word_embeddings=False, pad_token_id=0,
                                                    num_key_value_heads=4)),
 }

@@ -114,6 +114,35 @@ std::string class_of(const Module& module, const ModuleClasses& classes) {
   return "";
 }
 
+std::vector<std::string> saved_module_names(const PeftConfig& config) {
+  std::vector<std::string> names = config.modules_to_save().value_or(std::vector<std::string>{});
+  std::vector<std::string> heads;
+  if (const auto task = config.task_type()) {
+    if (*task == TaskType::SEQ_CLS || *task == TaskType::TOKEN_CLS) heads = {"classifier", "score"};
+    if (*task == TaskType::QUESTION_ANS) heads = {"qa_outputs"};
+  }
+  for (auto& head : heads) {
+    if (std::find(names.begin(), names.end(), head) == names.end()) names.push_back(head);
+  }
+  return names;
+}
+
+bool is_saved(const std::string& path, const std::vector<std::string>& names) {
+  return !path.empty() && std::any_of(names.begin(), names.end(), [&](const std::string& name) {
+    return path.ends_with(name);
+  });
+}
+
+void add_saved_module(const Module& module, const std::vector<std::string>& adapters,
+                      const std::string& prefix, StateDict& out) {
+  for (const auto& [name, tensor] : module.params)
+    out.set(prefix + "original_module." + name, tensor);
+  for (const auto& adapter : adapters) {
+    for (const auto& [name, tensor] : module.params)
+      out.set(prefix + "modules_to_save." + adapter + "." + name, tensor.clone());
+  }
+}
+
 std::vector<Context> contexts_of(const Adapters& adapters, const InjectionOptions& options) {
   std::vector<Context> contexts;
   contexts.reserve(adapters.size());

@@ -45,8 +45,20 @@ const methods::InjectionRule& rule_of(const PeftConfig& config) {
 
 PeftModel prompt_learning_model(const StateDict& base, const Adapters& adapters,
                                 const InjectionOptions& options) {
+  // Modules to save (a sequence classifier's head) are wrapped as for tuners.
   PeftModel model;
-  for (const auto& [key, tensor] : base) model.state.set("base_model." + key, tensor);
+  for (const Module& module : modules_of(base)) {
+    std::vector<std::string> savers;
+    for (const auto& [name, config] : adapters) {
+      if (is_saved(module.path, saved_module_names(config))) savers.push_back(name);
+    }
+    const std::string prefix = "base_model." + (module.path.empty() ? "" : module.path + ".");
+    if (!savers.empty()) {
+      add_saved_module(module, savers, prefix, model.state);
+    } else {
+      for (const auto& [name, tensor] : module.params) model.state.set(prefix + name, tensor);
+    }
+  }
   const Module words = word_embeddings(base, options);
   const Layer layer{&words, "Embedding"};
   for (const Context& ctx : contexts_of(adapters, options))

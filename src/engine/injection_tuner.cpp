@@ -95,25 +95,6 @@ struct Plan {
   std::set<std::size_t> absorbed;                     // MHA out_proj modules
 };
 
-// modules_to_save, plus the heads PeftModelFor<Task> adds to it.
-std::vector<std::string> saved_names(const PeftConfig& config) {
-  std::vector<std::string> names = config.modules_to_save().value_or(std::vector<std::string>{});
-  std::vector<std::string> heads;
-  if (const auto task = config.task_type()) {
-    if (*task == TaskType::SEQ_CLS || *task == TaskType::TOKEN_CLS) heads = {"classifier", "score"};
-    if (*task == TaskType::QUESTION_ANS) heads = {"qa_outputs"};
-  }
-  for (auto& head : heads) {
-    if (std::find(names.begin(), names.end(), head) == names.end()) names.push_back(head);
-  }
-  return names;
-}
-
-bool ends_with_any(const std::string& path, const std::vector<std::string>& names) {
-  return std::any_of(names.begin(), names.end(),
-                     [&](const std::string& name) { return path.ends_with(name); });
-}
-
 std::optional<std::size_t> find_module(const std::vector<Module>& modules, std::string_view path) {
   for (std::size_t i = 0; i < modules.size(); ++i) {
     if (modules[i].path == path) return i;
@@ -148,7 +129,7 @@ void plan_tokens(std::vector<Module>& modules, Plan& plan, std::size_t a, const 
   } else {
     targets = std::get<std::map<std::string, std::vector<std::int64_t>>>(*indices);
   }
-  const auto saved = saved_names(ctx.config);
+  const auto saved = saved_module_names(ctx.config);
   std::optional<Tensor> input_delta;
   const std::string input = options.facts.input_embedding.value_or("embed_tokens");
   for (const auto& [name, tokens] : targets) {
@@ -194,7 +175,7 @@ Plan plan_wraps(std::vector<Module>& modules, const Adapters& adapters,
   for (std::size_t a = 0; a < adapters.size(); ++a) {
     const PeftConfig& config = adapters[a].second;
     const auto& rule = methods::method(config.peft_type()).injection;
-    const auto saved = saved_names(config);
+    const auto saved = saved_module_names(config);
     const auto params = config.target_parameters();
     for (std::size_t i = 0; i < modules.size(); ++i) {
       const Module& module = modules[i];
@@ -222,7 +203,7 @@ Plan plan_wraps(std::vector<Module>& modules, const Adapters& adapters,
         }
         if (!plan.wraps[i].empty() && plan.wraps[i].back().adapter == a) continue;
       }
-      if (ends_with_any(module.path, saved)) plan.saves[i].push_back(a);
+      if (is_saved(module.path, saved)) plan.saves[i].push_back(a);
     }
     plan_tokens(modules, plan, a, contexts[a], options);
   }
@@ -296,12 +277,9 @@ class Emitter {
   }
 
   void saved(const Module& module, const std::vector<std::size_t>& adapters, StateDict& out) const {
-    const std::string p = std::string(kRoot) + module.path + ".";
-    for (const auto& [name, tensor] : module.params) out.set(p + "original_module." + name, tensor);
-    for (const std::size_t a : adapters) {
-      for (const auto& [name, tensor] : module.params)
-        out.set(p + "modules_to_save." + contexts_[a].adapter + "." + name, tensor.clone());
-    }
+    std::vector<std::string> names;
+    for (const std::size_t a : adapters) names.push_back(contexts_[a].adapter);
+    add_saved_module(module, names, std::string(kRoot) + module.path + ".", out);
   }
 
  private:

@@ -392,7 +392,19 @@ std::span<const std::byte> gguf_padding(std::uint64_t size) {
 
 std::vector<std::byte> serialize_gguf(const std::vector<GgufKeyValue>& metadata,
                                       const std::vector<GgufTensor>& tensors) {
-  std::vector<std::byte> out = serialize_gguf_header(metadata, tensors);
+  std::vector<GgufTensorHeader> headers;
+  headers.reserve(tensors.size());
+  for (const GgufTensor& tensor : tensors) {
+    const std::uint64_t nbytes =
+        ggml_nbytes(static_cast<std::uint32_t>(tensor.type), tensor.ne, tensor.name);
+    if (nbytes != tensor.bytes.size()) {
+      throw Error(ErrorCode::InvalidArgument, tensor.name,
+                  fmt::format("{} bytes given for a {} tensor of {} bytes", tensor.bytes.size(),
+                              ggml_type_name(static_cast<std::uint32_t>(tensor.type)), nbytes));
+    }
+    headers.push_back(tensor);
+  }
+  std::vector<std::byte> out = serialize_gguf_header(metadata, headers);
   for (const GgufTensor& tensor : tensors) {
     out.insert(out.end(), tensor.bytes.begin(), tensor.bytes.end());
     const auto pad = gguf_padding(tensor.bytes.size());
@@ -402,7 +414,7 @@ std::vector<std::byte> serialize_gguf(const std::vector<GgufKeyValue>& metadata,
 }
 
 std::vector<std::byte> serialize_gguf_header(const std::vector<GgufKeyValue>& metadata,
-                                             const std::vector<GgufTensor>& tensors) {
+                                             const std::vector<GgufTensorHeader>& tensors) {
   Writer out;
   out.scalar<std::uint32_t>(0x46554747U);  // "GGUF"
   out.scalar<std::uint32_t>(kGgufVersion);
@@ -414,14 +426,9 @@ std::vector<std::byte> serialize_gguf_header(const std::vector<GgufKeyValue>& me
     write_value(out, entry.key, entry.type, entry.value, entry.element_type);
   }
   std::uint64_t offset = 0;
-  for (const GgufTensor& tensor : tensors) {
+  for (const GgufTensorHeader& tensor : tensors) {
     const std::uint64_t nbytes =
         ggml_nbytes(static_cast<std::uint32_t>(tensor.type), tensor.ne, tensor.name);
-    if (nbytes != tensor.bytes.size()) {
-      throw Error(ErrorCode::InvalidArgument, tensor.name,
-                  fmt::format("{} bytes given for a {} tensor of {} bytes", tensor.bytes.size(),
-                              ggml_type_name(static_cast<std::uint32_t>(tensor.type)), nbytes));
-    }
     out.string(tensor.name);
     out.scalar<std::uint32_t>(static_cast<std::uint32_t>(tensor.ne.size()));
     for (const std::uint64_t n : tensor.ne) out.scalar(n);

@@ -88,12 +88,16 @@ struct GgufContents {
 // Parses `bytes` (a whole file); `source` names it in errors.
 GgufContents read_gguf(std::span<const std::byte> bytes, const std::string& source);
 
-// A tensor to write: its ggml type, dimensions (ne order) and encoded bytes, which must be
-// exactly the size the type and dimensions give.
-struct GgufTensor {
+// What the header says of a tensor: its name, ggml type and dimensions (ne order).
+struct GgufTensorHeader {
   std::string name;
   GgmlType type = GgmlType::F32;
   std::vector<std::uint64_t> ne;
+};
+
+// A tensor to write: its header and encoded bytes, which must be exactly the size the type
+// and dimensions give.
+struct GgufTensor : GgufTensorHeader {
   std::span<const std::byte> bytes;
 };
 
@@ -102,8 +106,9 @@ struct GgufTensor {
 // to the alignment (gguf_padding). Throws InvalidArgument for a value that does not fit
 // its type, a tensor of more than 4 dimensions or whose bytes do not match its type and
 // dimensions.
+// Writers that stream the data compute it from the headers alone.
 std::vector<std::byte> serialize_gguf_header(const std::vector<GgufKeyValue>& metadata,
-                                             const std::vector<GgufTensor>& tensors);
+                                             const std::vector<GgufTensorHeader>& tensors);
 // The zero bytes that follow `size` bytes of tensor data.
 std::span<const std::byte> gguf_padding(std::uint64_t size);
 // The whole file in memory (header and data).

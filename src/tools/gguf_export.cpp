@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <optional>
 
@@ -160,77 +161,129 @@ std::optional<Target> gguf_target(const Architecture& arch, std::string_view mod
   return std::nullopt;
 }
 
-// convert_hf_to_gguf.py's LlamaModel.permute on the rows of `rows` x `cols` values.
-std::vector<float> permute_rows(const std::vector<float>& values, std::size_t rows,
-                                std::size_t cols, std::int64_t heads, const std::string& what) {
-  const auto n = static_cast<std::size_t>(heads);
-  if (rows % (2 * n) != 0) {
-    throw Error(ErrorCode::ShapeMismatch, what,
-                fmt::format("{} rows cannot be split into {} heads of two rotary halves", rows, n));
-  }
-  const std::size_t half = rows / n / 2;
-  std::vector<float> out(values.size());
-  for (std::size_t h = 0; h < n; ++h) {
-    for (std::size_t j = 0; j < half; ++j) {
-      for (std::size_t t = 0; t < 2; ++t) {
-        const std::size_t to = h * 2 * half + j * 2 + t;
-        const std::size_t from = h * 2 * half + t * half + j;
-        std::copy_n(values.begin() + static_cast<std::ptrdiff_t>(from * cols), cols,
-                    out.begin() + static_cast<std::ptrdiff_t>(to * cols));
-      }
-    }
-  }
-  return out;
-}
+// How a written tensor's values come from its source's, applied while writing (no
+// intermediate copies): a folded scale, llama.cpp's rotary row permutation of q/k, or a
+// transposition (token_embd's lora_a).
+struct Layout {
+  double fold = 1.0;
+  std::size_t rows = 0, cols = 0;  // of the source
+  std::size_t heads = 0;           // permute rows within `heads` groups (0: no)
+  bool transpose = false;
 
-std::vector<float> transposed(const std::vector<float>& values, std::size_t rows,
-                              std::size_t cols) {
-  std::vector<float> out(values.size());
-  for (std::size_t r = 0; r < rows; ++r) {
-    for (std::size_t c = 0; c < cols; ++c) out[c * rows + r] = values[r * cols + c];
-  }
-  return out;
-}
-
-// A tensor's bytes in the output type: borrowed from the adapter file when nothing
-// changes (f32 -> f32), else converted once. Q8_0 only where a row fills whole blocks;
-// other tensors fall back to F16, as small ranks do for lora_b.
-struct Encoded {
-  GgmlType type = GgmlType::F32;
-  std::vector<std::uint64_t> ne;  // GGUF order; ne[0] is the row length
-  Tensor kept;                    // the converted (or source) tensor whose bytes are written
-  std::vector<std::byte> owned;   // Q8_0 blocks
-  std::span<const std::byte> bytes() const {
-    return owned.empty() ? kept.bytes() : std::span<const std::byte>(owned);
+  bool moves() const { return heads != 0 || transpose; }
+  bool identity() const { return fold == 1.0 && !moves(); }
+  // The source index of written element `i`.
+  std::size_t source(std::size_t i) const {
+    if (transpose) return (i % rows) * cols + i / rows;
+    // convert_hf_to_gguf.py's LlamaModel.permute: written row h*2*half + 2j + t holds
+    // source row h*2*half + t*half + j.
+    const std::size_t row = i / cols, half = rows / heads / 2;
+    const std::size_t h = row / (2 * half), rem = row % (2 * half);
+    return (h * 2 * half + (rem % 2) * half + rem / 2) * cols + i % cols;
   }
 };
 
-DType dtype_of(GgufOutType out) {
-  return out == GgufOutType::F32 ? DType::F32 : out == GgufOutType::F16 ? DType::F16 : DType::BF16;
-}
-
-GgmlType ggml_of(DType dtype) {
-  return dtype == DType::F32 ? GgmlType::F32 : dtype == DType::F16 ? GgmlType::F16 : GgmlType::BF16;
-}
-
-// `source` itself, or `values` (its transformed floats) when given, as a tensor of `ne`.
-Encoded encode(const Tensor& source, const std::vector<float>* values,
-               std::vector<std::uint64_t> ne, GgufOutType out) {
-  Encoded encoded;
-  encoded.ne = std::move(ne);
-  if (out == GgufOutType::Q8_0) {
-    if (encoded.ne[0] % formats::kQ8BlockSize == 0) {
-      encoded.type = GgmlType::Q8_0;
-      encoded.owned = formats::quantize_q8_0(values != nullptr ? *values : source.to_floats());
-      return encoded;
-    }
-    out = GgufOutType::F16;
+Layout permuted(std::size_t rows, std::size_t cols, std::int64_t heads, const std::string& what) {
+  const auto n = static_cast<std::size_t>(heads);
+  if (n == 0 || rows % (2 * n) != 0) {
+    throw Error(ErrorCode::ShapeMismatch, what,
+                fmt::format("{} rows cannot be split into {} heads of two rotary halves", rows, n));
   }
-  const DType dtype = dtype_of(out);
-  encoded.type = ggml_of(dtype);
-  encoded.kept = values != nullptr ? Tensor::from_floats(dtype, {values->size()}, *values)
-                                   : source.to(dtype);  // shares the bytes when already `dtype`
-  return encoded;
+  return Layout{1.0, rows, cols, n, false};
+}
+
+// One tensor to write: its header, and where its bytes come from — the adapter's tensor
+// and its layout — so that they are produced while writing, one tensor at a time: borrowed from the
+// adapter file when nothing changes (f32 -> f32), else converted into a buffer reused across
+// tensors. Q8_0 only where a row fills whole blocks; other tensors fall back to F16, as small ranks
+// do for lora_b.
+struct Encoded {
+  formats::GgufTensorHeader header;
+  const Tensor* source = nullptr;
+  Layout layout;
+};
+
+DType dtype_of(GgmlType type) {
+  return type == GgmlType::F32 ? DType::F32 : type == GgmlType::F16 ? DType::F16 : DType::BF16;
+}
+
+GgmlType ggml_of(GgufOutType out) {
+  switch (out) {
+    case GgufOutType::F32:
+      return GgmlType::F32;
+    case GgufOutType::F16:
+      return GgmlType::F16;
+    case GgufOutType::BF16:
+      return GgmlType::BF16;
+    case GgufOutType::Q8_0:
+      return GgmlType::Q8_0;
+  }
+  return GgmlType::F32;
+}
+
+Encoded encode(std::string name, const Tensor& source, Layout layout, std::vector<std::uint64_t> ne,
+               GgufOutType out) {
+  GgmlType type = ggml_of(out);
+  if (type == GgmlType::Q8_0 && ne[0] % formats::kQ8BlockSize != 0) type = GgmlType::F16;
+  return Encoded{{std::move(name), type, std::move(ne)}, &source, layout};
+}
+
+// `count` floats read by `at(i)` as `dtype` (F32, F16 or BF16) into `out`. One loop per
+// dtype, so that the compiler can vectorise the common one (an F32 adapter to BF16).
+template <typename At>
+void store_floats(std::size_t count, At at, DType dtype, std::vector<std::byte>& out) {
+  out.resize(count * dtype_size(dtype));
+  std::byte* dst = out.data();
+  if (dtype == DType::F32) {
+    for (std::size_t i = 0; i < count; ++i) {
+      const float v = at(i);
+      std::memcpy(dst + 4 * i, &v, 4);
+    }
+    return;
+  }
+  const auto store = [&](auto convert) {
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::uint16_t h = convert(at(i));
+      std::memcpy(dst + 2 * i, &h, 2);
+    }
+  };
+  if (dtype == DType::F16) {
+    store([](float v) { return f32_to_f16(v); });
+  } else {
+    store([](float v) { return f32_to_bf16(v); });
+  }
+}
+
+// The tensor's bytes, borrowed or produced in `scratch`.
+std::span<const std::byte> bytes_of(const Encoded& e, std::vector<std::byte>& scratch) {
+  const Tensor& source = *e.source;
+  const GgmlType type = e.header.type;
+  if (type != GgmlType::Q8_0 && e.layout.identity() && source.dtype() == dtype_of(type))
+    return source.bytes();
+  // Read as float32 in place (maybe unaligned): the adapter's own bytes when it is F32.
+  const Tensor f32 = source.to(DType::F32);
+  const std::byte* src = f32.bytes().data();
+  const Layout& layout = e.layout;
+  const auto plain = [src](std::size_t i) {
+    float v;
+    std::memcpy(&v, src + 4 * i, 4);
+    return v;
+  };
+  const auto moved = [&](std::size_t i) {
+    const float v = plain(layout.moves() ? layout.source(i) : i);
+    return layout.fold == 1.0 ? v : static_cast<float>(static_cast<double>(v) * layout.fold);
+  };
+  const std::size_t count = source.numel();
+  if (type == GgmlType::Q8_0) {
+    std::vector<float> values(count);
+    for (std::size_t i = 0; i < count; ++i) values[i] = moved(i);
+    scratch = formats::quantize_q8_0(values);
+  } else if (layout.identity()) {
+    store_floats(count, plain, dtype_of(type), scratch);
+  } else {
+    store_floats(count, moved, dtype_of(type), scratch);
+  }
+  return scratch;
 }
 
 struct Factors {
@@ -315,7 +368,7 @@ GgufExportResult export_gguf(const std::string& adapter, const std::string& base
     }
 
     const float alpha = static_cast<float>(config.lora_alpha());
-    std::vector<std::pair<std::string, Encoded>> encoded;
+    std::vector<Encoded> encoded;
     for (const std::string& module : order) {
       const Factors& f = modules.at(module);
       if (f.a == nullptr || f.b == nullptr) {
@@ -360,35 +413,29 @@ GgufExportResult export_gguf(const std::string& adapter, const std::string& base
       // lora_b changes when a scale is folded in or llama.cpp permutes its rows.
       const bool permute = facts.arch->permute_qk && (target->hf_module == "self_attn.q_proj" ||
                                                       target->hf_module == "self_attn.k_proj");
-      std::optional<std::vector<float>> b;
-      if (fold != 1.0 || permute) {
-        b = f.b->to_floats();
-        if (fold != 1.0) {
-          for (float& v : *b) v = static_cast<float>(static_cast<double>(v) * fold);
-        }
-        if (permute) {
-          const bool q = target->hf_module == "self_attn.q_proj";
-          b = permute_rows(*b, dim(*f.b, 0), r, q ? facts.heads : facts.kv_heads, module);
-        }
+      Layout b;
+      if (permute) {
+        const bool q = target->hf_module == "self_attn.q_proj";
+        b = permuted(dim(*f.b, 0), r, q ? facts.heads : facts.kv_heads, module);
       }
+      b.fold = fold;
       // GGUF ne reverses PyTorch's shape. Linear: lora_a = A (ne {in, r}), lora_b = B
       // (ne {r, out}). token_embd is applied by row lookup: lora_a = Aᵀ (ne {r, vocab}),
       // lora_b = B (ne {r, dim}).
-      std::optional<std::vector<float>> a;
+      Layout a;
       std::vector<std::uint64_t> a_ne = {dim(*f.a, 1), r};
       if (target->embedding) {
-        a = transposed(f.a->to_floats(), r, dim(*f.a, 1));
+        a = Layout{1.0, r, dim(*f.a, 1), 0, true};
         a_ne = {r, dim(*f.a, 1)};
       }
-      encoded.emplace_back(target->gguf + ".lora_a",
-                           encode(*f.a, a ? &*a : nullptr, std::move(a_ne), options.out_type));
-      encoded.emplace_back(target->gguf + ".lora_b",
-                           encode(*f.b, b ? &*b : nullptr, {r, dim(*f.b, 0)}, options.out_type));
+      encoded.push_back(
+          encode(target->gguf + ".lora_a", *f.a, a, std::move(a_ne), options.out_type));
+      encoded.push_back(
+          encode(target->gguf + ".lora_b", *f.b, b, {r, dim(*f.b, 0)}, options.out_type));
     }
 
-    std::vector<formats::GgufTensor> tensors;
-    for (const auto& [name, data] : encoded)
-      tensors.push_back({name, data.type, data.ne, data.bytes()});
+    std::vector<formats::GgufTensorHeader> headers;
+    for (const Encoded& e : encoded) headers.push_back(e.header);
     using formats::GgufValueType;
     const std::vector<formats::GgufKeyValue> metadata = {
         {"general.architecture", GgufValueType::String, std::string(facts.arch->gguf_name)},
@@ -396,13 +443,21 @@ GgufExportResult export_gguf(const std::string& adapter, const std::string& base
         {"adapter.type", GgufValueType::String, "lora"},
         {"adapter.lora.alpha", GgufValueType::Float32, alpha},
     };
-    const std::vector<std::byte> bytes = formats::serialize_gguf(metadata, tensors);
+    const std::vector<std::byte> header = formats::serialize_gguf_header(metadata, headers);
 
     formats::AtomicFile file(out);
-    file.write(bytes);
+    file.write(header);
+    std::uint64_t size = header.size();
+    std::vector<std::byte> scratch;
+    for (const Encoded& e : encoded) {
+      const auto bytes = bytes_of(e, scratch);
+      const auto pad = formats::gguf_padding(bytes.size());
+      const std::array<std::span<const std::byte>, 2> pieces = {bytes, pad};
+      file.write_all(pieces);
+      size += bytes.size() + pad.size();
+    }
     file.commit();
-    return GgufExportResult{std::string(facts.arch->gguf_name), tensors.size(), bytes.size(),
-                            alpha};
+    return GgufExportResult{std::string(facts.arch->gguf_name), headers.size(), size, alpha};
   });
 }
 
