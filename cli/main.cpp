@@ -133,6 +133,7 @@ static int run(int argc, char** argv) {
   peftcpp::cli::register_merge(app, global);
   peftcpp::cli::register_unmerge(app, global);
   peftcpp::cli::register_export_gguf(app, global);
+  peftcpp::cli::register_download(app, global);
   peft::install_sigbus_handler(1);
 
   const bool json = wants_json(argc, argv);
