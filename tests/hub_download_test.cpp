@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -16,7 +17,9 @@
 #include "hub/hub_protocol.hpp"
 #include "hub/sha256.hpp"
 #include "peft/adapter_io.hpp"
+#include "peft/checkpoint.hpp"
 #include "peft/hub_download.hpp"
+#include "synthetic_model.hpp"
 #include "test_support.hpp"
 
 namespace peft {
@@ -458,6 +461,65 @@ TEST_F(HubCli, TwoProcessesAtOnceEndWithOneCorrectCache) {
   EXPECT_EQ(read(snapshot / "adapter_model.safetensors"), weights);
   for (const auto& entry : tree(cache / repo_folder / "blobs"))
     EXPECT_EQ(entry.find(".incomplete"), std::string::npos) << entry;
+}
+
+// Every file of a local folder as a repository commit; .safetensors files as large (LFS) files.
+std::map<std::string, FakeFile> files_of(const fs::path& folder) {
+  std::map<std::string, FakeFile> out;
+  for (const auto& entry : fs::recursive_directory_iterator(folder)) {
+    if (!entry.is_regular_file()) continue;
+    const std::string rel = entry.path().lexically_relative(folder).string();
+    out[rel] = FakeFile{testing::read_text(entry.path()), rel.ends_with(".safetensors")};
+  }
+  return out;
+}
+
+TEST_F(HubCli, MergeFromAnEmptyCacheDownloadsBaseAndAdapter) {
+  const StateDict state = testing::synthetic_state({.layers = 2, .hidden = 16, .intermediate = 24});
+  const MergeAdapter lora = testing::synthetic_lora(state, {"q_proj", "v_proj"}, 4, 8, 1);
+  save_checkpoint(state, dir / "base", state.total_bytes() / 2);  // sharded, with an index
+  testing::write_model_config(dir / "base", false);
+  testing::save_adapter(lora, dir / "lora");
+  for (const auto& [id, folder] : {std::pair{"org/base", "base"}, std::pair{"org/lora", "lora"}}) {
+    FakeRepo repo;
+    repo.refs = {{"main", kMain}};
+    repo.commits[kMain] = files_of(dir / folder);
+    hub.add_repo(id, repo);
+  }
+  const auto peftcpp = [&](const std::vector<std::string>& args) {
+    std::vector<std::string> argv{
+        "/usr/bin/env", "HF_ENDPOINT=" + hub.endpoint(),      "HF_HUB_CACHE=" + cache.string(),
+        "HF_TOKEN=",    "HF_HOME=" + (dir / "home").string(), testing::peftcpp_binary().string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testing::run_command(argv);
+  };
+  auto r = peftcpp({"merge", "--base", "org/base", "--adapter", "org/lora", "--out",
+                    (dir / "from-hub").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = peftcpp({"merge", "--base", (dir / "base").string(), "--adapter", (dir / "lora").string(),
+               "--out", (dir / "local").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const StateDict ours = load_checkpoint(open_checkpoint((dir / "from-hub").string()));
+  const StateDict expected = load_checkpoint(open_checkpoint((dir / "local").string()));
+  ASSERT_EQ(ours.size(), expected.size());
+  for (const auto& [key, want] : expected) EXPECT_TRUE(ours.at(key).equals(want)) << key;
+  // Offline now: the same merge from the cache alone, without a request.
+  std::vector<std::string> argv{"/usr/bin/env",
+                                "HF_HUB_OFFLINE=1",
+                                "HF_ENDPOINT=" + hub.endpoint(),
+                                "HF_HUB_CACHE=" + cache.string(),
+                                testing::peftcpp_binary().string(),
+                                "merge",
+                                "--base",
+                                "org/base",
+                                "--adapter",
+                                "org/lora",
+                                "--out",
+                                (dir / "offline").string()};
+  hub.clear_log();
+  r = testing::run_command(argv);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(hub.log().empty());
 }
 
 // The pure parts of the protocol.

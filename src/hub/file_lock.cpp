@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "peft/error.hpp"
@@ -19,6 +20,8 @@ FileLock::FileLock(const std::filesystem::path& path) {
     throw Error(ErrorCode::Io, path.string(),
                 std::string("cannot open the download lock: ") + std::strerror(errno));
   }
+  // filelock sets the mode whatever the umask; a lock file of another user may refuse.
+  (void)::fchmod(fd_, 0644);
   while (::flock(fd_, LOCK_EX) != 0) {
     if (errno == EINTR) continue;
     const int err = errno;
