@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config
   nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libdeflate-dev libopenblas-dev liblapacke-dev libfftw3-dev
-  libcurl4-openssl-dev)
+  libcurl4-openssl-dev libssl-dev)
 [ "${1:-}" = "--cli" ] || packages+=(git python3 ccache libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev)
 missing=()
 for p in "${packages[@]}"; do
