@@ -144,7 +144,7 @@ fs::path download_file(const std::string& repo_id, const std::string& path,
   }
   const FileMetadata meta = checked_metadata(response, subject, folder);
   write_ref(folder, revision, meta.commit);
-  const fs::path pointer = folder / "snapshots" / meta.commit / path;
+  fs::path pointer = folder / "snapshots" / meta.commit / path;
   std::error_code ec;
   if (fs::is_regular_file(pointer, ec)) return pointer;
   fetch_blob(options, folder, url, meta, subject);

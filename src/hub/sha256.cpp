@@ -33,7 +33,7 @@ std::string Sha256::hex_digest() {
   unsigned int size = 0;
   EVP_DigestFinal_ex(state_->ctx, digest, &size);
   std::string out;
-  out.reserve(2 * size);
+  out.reserve(std::size_t{2} * size);
   for (unsigned int i = 0; i < size; ++i) out += fmt::format("{:02x}", digest[i]);
   return out;
 }

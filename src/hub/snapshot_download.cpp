@@ -132,7 +132,7 @@ fs::path snapshot_download(const std::string& repo_id, const HubSnapshotOptions&
   per_file.subfolder.clear();
   download_all(repo_id, selected_files(info.files, options), per_file,
                options.settings.max_workers);
-  const fs::path snapshot = folder / "snapshots" / info.sha;
+  fs::path snapshot = folder / "snapshots" / info.sha;
   std::error_code ec;
   fs::create_directories(snapshot, ec);
   return snapshot;
