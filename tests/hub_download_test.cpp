@@ -140,6 +140,7 @@ TEST_F(HubDownload, OneFileWritesTheCacheAsHuggingfaceHubDoes) {
   hub.clear_log();
   EXPECT_EQ(hf_hub_download("org/adapter", "adapter_config.json", options(kMain)), path);
   EXPECT_TRUE(hub.log().empty());
+  EXPECT_FALSE(fs::exists(cache / repo_folder / "refs" / kMain));
 }
 
 TEST_F(HubDownload, BranchAndTagGetTheirOwnRefsAndSnapshots) {
@@ -446,6 +447,7 @@ TEST_F(HubCli, ErrorIsOneLineAndExitsOne) {
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_NE(r.err.find("entry_not_found"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(cache / repo_folder / "snapshots"));  // only the .no_exist marker
 }
 
 TEST_F(HubCli, TwoProcessesAtOnceEndWithOneCorrectCache) {
