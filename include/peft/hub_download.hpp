@@ -73,6 +73,12 @@ struct PEFT_API HubProgress {
 };
 using HubProgressCallback = std::function<void(const HubProgress&)>;
 
+// The callback used when HubDownloadOptions::progress is null (initially none), so that
+// downloads made on behalf of other functions (load_peft_weights, open_checkpoint...) can
+// show progress too: a program sets it once (the peftcpp CLI draws its progress line with
+// it); null removes it. Thread-safe.
+PEFT_API void set_default_hub_progress(HubProgressCallback callback);
+
 struct PEFT_API HubDownloadOptions {
   std::string revision = "main";  // branch, tag or full commit sha
   std::string subfolder;          // prefixed to the file name

@@ -1,5 +1,7 @@
 #include "hub/file_download.hpp"
 
+#include <mutex>
+
 #include <fmt/format.h>
 
 #include "hub/blob_download.hpp"
@@ -12,6 +14,19 @@
 
 namespace peft::hub {
 namespace fs = std::filesystem;
+
+namespace {
+
+std::mutex progress_mutex;
+HubProgressCallback progress_default;  // guarded by progress_mutex
+
+// A copy, so that a concurrent set_default_hub_progress cannot pull it from under a call.
+HubProgressCallback default_progress() {
+  const std::lock_guard lock(progress_mutex);
+  return progress_default;
+}
+
+}  // namespace
 
 fs::path repo_folder(const HubDownloadOptions& options, const std::string& repo_id) {
   return HubCache(options.settings.cache_dir).repo_folder(repo_id, options.repo_type);
@@ -112,7 +127,7 @@ void fetch_blob(const HubDownloadOptions& options, const fs::path& folder, const
   const std::string source = meta.location.empty() ? url : resolve_url(url, meta.location);
   download_blob(options.settings,
                 BlobRequest{source.empty() ? url : source, meta.etag, meta.size, blob}, subject,
-                options.progress);
+                options.progress ? options.progress : default_progress());
 }
 
 }  // namespace
@@ -155,6 +170,11 @@ fs::path download_file(const std::string& repo_id, const std::string& path,
 }  // namespace peft::hub
 
 namespace peft {
+
+void set_default_hub_progress(HubProgressCallback callback) {
+  const std::lock_guard lock(hub::progress_mutex);
+  hub::progress_default = std::move(callback);
+}
 
 std::filesystem::path hf_hub_download(const std::string& repo_id, const std::string& filename,
                                       const HubDownloadOptions& options) {
