@@ -49,7 +49,9 @@ class PEFT_API HubError : public Error {
 
 // Where and how to talk to the Hub. from_environment() reads HF_ENDPOINT, HF_TOKEN (else
 // HF_TOKEN_PATH, else $HF_HOME/token), HF_HUB_OFFLINE, HF_HUB_ETAG_TIMEOUT,
-// HF_HUB_DOWNLOAD_TIMEOUT and the cache folder (HubCache::default_root()).
+// HF_HUB_DOWNLOAD_TIMEOUT and the cache folder (HubCache::default_root()). A
+// default-constructed HubSettings has no token and an empty cache_dir (the current folder):
+// start from from_environment() and change what differs.
 struct PEFT_API HubSettings {
   std::string endpoint = "https://huggingface.co";
   std::string token;  // "" = none; sent only to the endpoint's host
