@@ -397,6 +397,7 @@ TEST_F(HubDownload, OfflineUsesTheCacheWithoutARequest) {
 
 TEST_F(HubDownload, ThreadsDownloadingTheSameFileEndWithOneBlob) {
   std::vector<std::jthread> threads;
+  threads.reserve(4);
   for (int i = 0; i < 4; ++i)
     threads.emplace_back(
         [&] { hf_hub_download("org/adapter", "adapter_model.safetensors", options()); });
