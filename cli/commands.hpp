@@ -67,5 +67,6 @@ void register_extract(CLI::App& app, GlobalOptions& global);
 void register_merge(CLI::App& app, GlobalOptions& global);
 void register_unmerge(CLI::App& app, GlobalOptions& global);
 void register_export_gguf(CLI::App& app, GlobalOptions& global);
+void register_download(CLI::App& app, GlobalOptions& global);
 
 }  // namespace peftcpp::cli

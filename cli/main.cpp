@@ -15,6 +15,7 @@
 #include "peft/error.hpp"
 #include "peft/signals.hpp"
 #include "peft/version.hpp"
+#include "progress.hpp"
 
 namespace {
 
@@ -61,6 +62,7 @@ bool wants_json(int argc, char** argv) {
 // One line on stderr; with --json, also a JSON document on stdout that scripts can read.
 int fail(const std::string& code, const std::string& message, const std::string& source,
          int exit_code, bool json, const peft::ErrorCode* number = nullptr) {
+  peftcpp::cli::end_progress();  // the message starts its own line
   std::fprintf(stderr, "peftcpp: error: %s\n", message.c_str());
   if (json) {
     nlohmann::json doc{{"error", {{"code", code}, {"source", source}, {"message", message}}}};
@@ -133,6 +135,8 @@ static int run(int argc, char** argv) {
   peftcpp::cli::register_merge(app, global);
   peftcpp::cli::register_unmerge(app, global);
   peftcpp::cli::register_export_gguf(app, global);
+  peftcpp::cli::register_download(app, global);
+  peftcpp::cli::install_hub_progress(global);
   peft::install_sigbus_handler(1);
 
   const bool json = wants_json(argc, argv);

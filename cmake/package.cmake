@@ -22,5 +22,5 @@ endif()
 # Building against the headers and the library needs the -dev packages (nlohmann_json is used
 # by the C++ headers; a static libpeftcpp.a needs the others at link time).
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS
-  "nlohmann-json3-dev, libfmt-dev, libpcre2-dev, libdeflate-dev, libopenblas-dev, liblapacke-dev, libfftw3-dev, pkg-config")
+  "nlohmann-json3-dev, libfmt-dev, libpcre2-dev, libdeflate-dev, libopenblas-dev, liblapacke-dev, libfftw3-dev, libcurl4-openssl-dev, libssl-dev, pkg-config")
 include(CPack)

@@ -16,9 +16,11 @@
 #include "formats/gguf.hpp"
 #include "formats/pickle.hpp"
 #include "formats/zip.hpp"
+#include "hub/hub_protocol.hpp"
 #include "peft/adapter_io.hpp"
 #include "peft/config.hpp"
 #include "peft/error.hpp"
+#include "peft/hub_download.hpp"
 #include "peft/inspect.hpp"
 #include "peft/safetensors.hpp"
 #include "peft/torch_file.hpp"
@@ -308,7 +310,66 @@ void adapter_folder_input(Input data, const fs::path& folder) {
   }
 }
 
+void hub_protocol_input(Input data) {
+  if (data.empty()) return;
+  const std::string_view text(reinterpret_cast<const char*>(data.data()) + 1, data.size() - 1);
+  const auto nul = text.find('\0');
+  const std::string_view first = text.substr(0, nul);
+  const std::string_view second = nul == std::string_view::npos ? "" : text.substr(nul + 1);
+  switch (data[0] % 5) {
+    case 0:
+      tolerate([&] {
+        const auto info = hub::parse_revision_info(text, "fuzz");
+        for (const auto& file : info.files) (void)hub::is_safe_repo_path(file);
+      });
+      break;
+    case 1: {
+      hub::HttpHeaders headers;
+      std::size_t start = 0;
+      while (start < text.size()) {
+        const auto end = std::min(text.find('\n', start), text.size());
+        const auto line = text.substr(start, end - start);
+        const auto colon = line.find(':');
+        if (colon != std::string_view::npos)
+          headers.fields.emplace_back(std::string(line.substr(0, colon)),
+                                      std::string(line.substr(colon + 1)));
+        start = end + 1;
+      }
+      const auto meta = hub::parse_file_metadata(headers);
+      if (hub::is_safe_etag(meta.etag) && meta.etag.find('/') != std::string::npos)
+        finding("an etag with '/' was accepted as a blob name");
+      break;
+    }
+    case 2:
+      (void)hub::content_range_start(text);
+      break;
+    case 3: {
+      const std::string resolved = hub::resolve_url(first, second);
+      if (!resolved.empty() && hub::is_relative_location(resolved) &&
+          !hub::url_scheme(first).empty())
+        finding("a redirect resolved against an absolute URL is not absolute");
+      (void)hub::url_authority(resolved);
+      break;
+    }
+    default: {
+      (void)fnmatch_case(first, second);
+      (void)hub::url_quote(first, "/");
+      if (!hub::is_safe_repo_path(first)) break;
+      // An accepted path has no absolute start and no empty, "." or ".." component.
+      if (first.starts_with("/")) finding("an absolute path was accepted");
+      for (std::size_t start = 0; start <= first.size();) {
+        const auto end = std::min(first.find('/', start), first.size());
+        const auto part = first.substr(start, end - start);
+        if (part.empty() || part == "." || part == "..")
+          finding("a path with an empty, '.' or '..' component was accepted");
+        start = end + 1;
+      }
+    }
+  }
+}
+
 void run_target(std::string_view target, Input data) {
+  if (target == "hub_protocol") return hub_protocol_input(data);
   if (target == "safetensors") return safetensors_input(data);
   if (target == "zip") return zip_input(data);
   if (target == "pickle") return pickle_input(data);

@@ -36,6 +36,12 @@ void adapter_folder_input(Input data, const std::filesystem::path& folder);
 // read_gguf, every tensor's bytes touched, then the metadata written and read back.
 void gguf_input(Input data);
 
+// The Hub's answers (src/hub/hub_protocol.hpp): byte 0 selects what the rest is — the
+// revision JSON, a header block ("Name: value" lines) read as HEAD metadata, a
+// Content-Range value, a redirect (base URL, NUL, Location) to resolve, or a file name
+// and a pattern (NUL-separated) for fnmatch and the path checks.
+void hub_protocol_input(Input data);
+
 // The entry point of a target by its name ("safetensors", "zip", "pickle", "config",
 // "adapter_folder"); the folder target uses a per-process temporary folder.
 void run_target(std::string_view target, Input data);

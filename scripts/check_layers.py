@@ -20,7 +20,7 @@ PUBLIC = {
     "version": "core", "export": "core", "peft": "cli",  # the umbrella header includes everything
     "safetensors": "formats", "torch_file": "formats", "file_format": "formats",
     "signals": "formats",
-    "hub_cache": "hub",
+    "hub_cache": "hub", "hub_download": "hub",
     "peft_type": "config", "config": "config", "module_match": "config", "peft_model": "config",
     # The option and result types of the state-dict functions are the vocabulary of the
     # methods' rules; the functions themselves are the engine's.

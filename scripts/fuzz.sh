@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a libFuzzer target for a given time: scripts/fuzz.sh TARGET SECONDS
-#   TARGET: safetensors | zip | pickle | config | adapter_folder | gguf | all (each in turn)
+#   TARGET: safetensors | zip | pickle | config | adapter_folder | gguf | hub_protocol | all
 # Builds build-fuzz/ with clang on first use, regenerates the seed corpora from the
 # fixtures (scripts/make_fuzz_corpus.py), and keeps the growing corpus of each target in
 # build-fuzz/corpus/TARGET. Crashes, hangs and leaks land in build-fuzz/artifacts/TARGET/;
@@ -9,7 +9,7 @@
 # Environment: FUZZ_BUILD_JOBS (default 2), FUZZ_EXTRA_ARGS (more libFuzzer flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-targets=(safetensors zip pickle config adapter_folder gguf)
+targets=(safetensors zip pickle config adapter_folder gguf hub_protocol)
 if [ $# -ne 2 ] || ! [[ "$2" =~ ^[0-9]+$ ]]; then
   echo "usage: $0 {$(IFS='|'; echo "${targets[*]}")|all} SECONDS" >&2
   exit 2
@@ -38,7 +38,7 @@ if command -v python3 >/dev/null; then
 else
   # Without python3: the fixtures as they are (no data.pkl extraction, no packed folders).
   echo "python3 not found: seeding from the raw fixtures only" >&2
-  mkdir -p "$dir"/seeds/{safetensors,zip,pickle,config,adapter_folder,gguf}
+  mkdir -p "$dir"/seeds/{safetensors,zip,pickle,config,adapter_folder,gguf,hub_protocol}
   copy_seeds() {
     find tests/data -name "$1" -size -64k -print0 | while IFS= read -r -d '' file; do
       cp "$file" "$dir/seeds/$2/$(sha1sum <"$file" | cut -c1-40)"
@@ -53,7 +53,7 @@ fi
 
 # Inputs bigger than this are cut: small inputs fuzz faster, the fixtures are small.
 declare -A max_len=([safetensors]=8192 [zip]=8192 [pickle]=8192 [config]=8192
-  [adapter_folder]=16384 [gguf]=8192)
+  [adapter_folder]=16384 [gguf]=8192 [hub_protocol]=4096)
 status=0
 for target in "${selected[@]}"; do
   mkdir -p "$dir/corpus/$target" "$dir/artifacts/$target" "$dir/logs"

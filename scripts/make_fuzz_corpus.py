@@ -89,6 +89,16 @@ def main():
     for path in files_named(lambda n: n.endswith(".gguf")):
         save(out, "gguf", read(path))
 
+    # The Hub's answers: byte 0 selects the parser (fuzz/entry_points.hpp).
+    sha = b"a" * 40
+    for seed in (b"\x00" + b'{"id":"org/x","sha":"' + sha + b'","siblings":[{"rfilename":"a.json"},'
+                 b'{"rfilename":"sub/b c.bin"}]}',
+                 b"\x01x-repo-commit: " + sha + b"\netag: W/\"abc\"\nx-linked-etag: \"" + b"f" * 64
+                 + b"\"\nx-linked-size: 12345\ncontent-length: 1\nlocation: https://cdn/x\n",
+                 b"\x02bytes 100-199/200", b"\x03http://127.0.0.1:8/org/x/resolve/main/f\x00/org/y/f",
+                 b"\x04sub/dir/model-00001.safetensors\x00*.safetensors"):
+        save(out, "hub_protocol", seed)
+
     for folder, _, names in sorted(os.walk(DATA)):
         if "adapter_config.json" not in names:
             continue

@@ -7,7 +7,7 @@
 //   <cache>/models--<org>--<name>/.no_exist/<commit>/<path> "known not to exist" markers
 // The cache folder is $HF_HUB_CACHE, else $HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, else
 // $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub ("~" and "$VAR" expanded).
-// Reading only: peftcpp has no downloader yet, so every lookup is an offline lookup.
+// This class only reads; peft/hub_download.hpp fills the cache (docs/hub.md).
 #pragma once
 
 #include <filesystem>

@@ -14,6 +14,7 @@
 #include "peft/gguf.hpp"
 #include "peft/gguf_export.hpp"
 #include "peft/hub_cache.hpp"
+#include "peft/hub_download.hpp"
 #include "peft/injection.hpp"
 #include "peft/inspect.hpp"
 #include "peft/merge.hpp"

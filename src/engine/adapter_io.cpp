@@ -11,6 +11,7 @@
 #include "peft/error.hpp"
 #include "peft/file_format.hpp"
 #include "peft/hub_cache.hpp"
+#include "peft/hub_download.hpp"
 #include "peft/safetensors.hpp"
 #include "peft/torch_file.hpp"
 #include "pycompat/python_regex_sub.hpp"
@@ -53,7 +54,58 @@ struct CacheTarget {
     return fmt::format("{} (revision '{}' is not in the cache)",
                        (cache.repo_folder(repo_id) / "refs" / revision).string(), revision);
   }
+  // Options for downloading what the cache lacks (docs/hub.md); nullopt when offline.
+  std::optional<HubSnapshotOptions> download_options() const {
+    HubSnapshotOptions options;
+    if (options.settings.offline) return std::nullopt;
+    options.revision = revision;
+    options.settings.cache_dir = cache.root();
+    return options;
+  }
 };
+
+// The file downloaded from the Hub, or nullopt when the Hub says it does not exist there
+// (then the next candidate name is tried, as PEFT does for .safetensors then .bin), when
+// there is no such repository (the id may have been meant as a local path) or when the Hub
+// cannot be reached: those reasons join the places tried. Refusals that need the user to
+// act (gated, token, revision) are thrown as they are.
+bool is_missing(const HubError& e) {
+  const auto kind = e.kind();
+  return kind == HubErrorKind::EntryNotFound || kind == HubErrorKind::RepoNotFound ||
+         kind == HubErrorKind::Offline || kind == HubErrorKind::Network;
+}
+
+std::optional<fs::path> download_one(const CacheTarget& target, const std::string& name,
+                                     std::vector<std::string>& tried) {
+  const auto options = target.download_options();
+  if (!options) return std::nullopt;
+  try {
+    return hf_hub_download(target.repo_id, target.path_of(name), *options);
+  } catch (const HubError& e) {
+    if (!is_missing(e)) throw;
+    tried.push_back(e.what());
+    return std::nullopt;
+  }
+}
+
+// The snapshot folder (or its sub folder) downloaded from the Hub; nullopt as above.
+std::optional<fs::path> download_folder(const CacheTarget& target,
+                                        std::vector<std::string>& tried) {
+  auto options = target.download_options();
+  if (!options) return std::nullopt;
+  if (!target.subfolder.empty()) options->allow_patterns = {target.subfolder + "/*"};
+  try {
+    fs::path snapshot = snapshot_download(target.repo_id, *options);
+    if (!target.subfolder.empty()) snapshot /= target.subfolder;
+    std::error_code ec;
+    if (fs::is_directory(snapshot, ec)) return snapshot;
+    tried.push_back(snapshot.string());
+  } catch (const HubError& e) {
+    if (!is_missing(e)) throw;
+    tried.push_back(e.what());
+  }
+  return std::nullopt;
+}
 
 std::optional<CacheTarget> cache_target(const std::string& id_or_path,
                                         const AdapterLocation& location) {
@@ -88,6 +140,11 @@ std::optional<fs::path> find_first(const std::string& id_or_path,
     }
   } catch (const Error& e) {
     tried.push_back(e.what());  // e.g. a revision with ".."
+    return std::nullopt;
+  }
+  // Not cached: download it, unless offline.
+  for (const auto& name : filenames) {
+    if (auto downloaded = download_one(*target, name, tried)) return downloaded;
   }
   return std::nullopt;
 }
@@ -143,6 +200,8 @@ fs::path resolve_adapter_folder(const std::string& id_or_path, const AdapterLoca
     } catch (const Error& e) {
       tried.push_back(e.what());
     }
+    // Not cached: download the snapshot (the sub folder only), unless offline.
+    if (auto downloaded = download_folder(*target, tried)) return *downloaded;
   }
   not_found(id_or_path, "an adapter folder", tried);
 }
