@@ -413,10 +413,13 @@ TEST(Unmerge, RefusesDora) {
 TEST(Weighted, RejectsUnknownCombination) {
   const std::vector<MergeAdapter> sources{lora_adapter(3, 4), lora_adapter(3, 4, "other")};
   const std::vector<double> weights{1.0, 1.0};
-  EXPECT_PEFT_ERROR(add_weighted_adapter(sources, weights, "ties", "x"), ErrorCode::Unsupported,
-                    "'ties'");
+  WeightedAdapterOptions options;
+  options.combination_type = "tie";
+  EXPECT_PEFT_ERROR(add_weighted_adapter(sources, weights, "x", options),
+                    ErrorCode::InvalidArgument, "'tie'");
+  options.combination_type = "cat";
   const std::vector<double> one{1.0};
-  EXPECT_PEFT_ERROR(add_weighted_adapter(sources, one, "cat", "x"), ErrorCode::InvalidArgument,
+  EXPECT_PEFT_ERROR(add_weighted_adapter(sources, one, "x", options), ErrorCode::InvalidArgument,
                     "weights");
 }
 
@@ -428,7 +431,8 @@ TEST(Weighted, CatEqualsSumOfDeltas) {
   MergeOptions options;
   options.adapter_names = {"combined"};
   auto adapters = sources;
-  adapters.push_back(add_weighted_adapter(sources, weights, "cat", "combined"));
+  adapters.push_back(
+      add_weighted_adapter(sources, weights, "combined", {.combination_type = "cat"}));
   const auto combined = merge_adapters(base, adapters, options).at("lin.weight").to_doubles();
   const auto single = merge_adapters(base, {sources[0]}).at("lin.weight").to_doubles();
   for (std::size_t i = 0; i < single.size(); ++i) EXPECT_NEAR(combined[i], 0.75 * single[i], 1e-6);

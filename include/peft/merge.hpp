@@ -19,6 +19,7 @@
 // can be streamed with bounded memory.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -104,13 +105,49 @@ PEFT_API StateDict merge_adapters(const StateDict& base, std::vector<MergeAdapte
 PEFT_API StateDict unmerge_adapters(const StateDict& merged, std::vector<MergeAdapter> adapters,
                                     const MergeOptions& options = {});
 
-// PEFT's add_weighted_adapter for LoRA adapters (combination types "cat", "linear",
-// "svd"): a new LoRA adapter named `name` whose delta combines the sources'. The sources
-// must be LoRA adapters without DoRA; "linear" needs equal ranks. `svd` keeps the
-// largest source rank (or `svd_rank` when > 0).
+// PEFT's add_weighted_adapter arguments besides the sources and weights (docs/merge.md
+// "Combining adapters").
+struct PEFT_API WeightedAdapterOptions {
+  // "cat", "linear", "svd", "ties", "ties_svd", "dare_linear", "dare_ties", "dare_linear_svd",
+  // "dare_ties_svd", "magnitude_prune", "magnitude_prune_svd" (PEFT's default is "svd").
+  // With a single source PEFT uses "linear" whatever is asked (reported in `warnings`).
+  std::string combination_type = "svd";
+  // The svd family's rank; 0 keeps the largest source rank.
+  int svd_rank = 0;
+  // Clamp both SVD factors to [-q, q], q the svd_clamp quantile of their entries. The
+  // result depends on the sign the SVD picks for each singular pair (not unique).
+  std::optional<double> svd_clamp;
+  // torch.linalg.svd(full_matrices=...): changes nothing unless the rank exceeds
+  // min(out, in), where full matrices fail as in PEFT and thin ones keep min(out, in).
+  bool svd_full_matrices = true;
+  // A cuSOLVER driver name: refused, as torch refuses it for CPU tensors.
+  std::string svd_driver;
+  // Fraction of entries the pruning types keep (required by them, as in PEFT).
+  std::optional<double> density;
+  // "total" or "frequency": how ties/dare_ties elect the sign of each entry.
+  std::string majority_sign_method = "total";
+  // DARE's masks: the seed of torch.manual_seed(seed) run just before the Python call; the
+  // masks are then PEFT's bit for bit. Required by the dare_* types.
+  std::optional<std::uint64_t> torch_seed;
+  // Module paths in the model's named_modules() order, which is the order PEFT draws DARE
+  // masks in. Empty: paths compared with their numbers as numbers ("layers.2" before
+  // "layers.10"), which is the model order of numbered blocks but not always within one.
+  std::vector<std::string> module_order;
+  // Receives PEFT's warnings (a density >= 1 prunes nothing, one source means "linear").
+  Diagnostics* warnings = nullptr;
+};
+
+// PEFT's add_weighted_adapter for LoRA adapters: a new LoRA adapter named `name` whose delta
+// combines the sources' (docs/merge.md). The sources must be LoRA adapters without DoRA.
+// Throws InvalidArgument for what PEFT refuses (different ranks where equal ranks are
+// needed, density missing, an unknown combination type or sign method, an SVD driver on
+// the CPU) and Unsupported for what it cannot combine (Conv1d in the svd family).
 PEFT_API MergeAdapter add_weighted_adapter(std::span<const MergeAdapter> sources,
-                                           std::span<const double> weights,
-                                           std::string_view combination_type, std::string name,
-                                           int svd_rank = 0);
+                                           std::span<const double> weights, std::string name,
+                                           const WeightedAdapterOptions& options);
+
+// The combination types, in PEFT's documentation order; whether one draws random masks.
+PEFT_API std::span<const std::string_view> weighted_combination_types();
+PEFT_API bool combination_draws_masks(std::string_view combination_type);
 
 }  // namespace peft
