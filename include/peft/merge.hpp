@@ -10,9 +10,12 @@
 //     adapter; modules_to_save copies come from the active (first) adapter only.
 //   * Then every selected adapter, in `adapter_names` order, changes the tensors of its
 //     modules by its method's rule (a delta, a rotation, a rescaling or written rows).
-//   * Everything is computed in float64 and rounded to the base tensor's dtype after each
-//     adapter, as PEFT's in-place updates do; with `safe_merge` (or an adapter kept in half
-//     precision) the delta is rounded to the base dtype before it is added.
+//   * LoRA deltas of float32 (or upcast half) factors are computed in float32 and added to
+//     F32/BF16/F16 weights in float32, as PEFT does on the CPU; everything else is computed
+//     in float64 (docs/merge.md "Precision"). The result is rounded to the base tensor's
+//     dtype after each adapter, as PEFT's in-place updates do; with `safe_merge` (or an
+//     adapter kept in half precision) the delta is rounded to the base dtype before it is
+//     added.
 //
 // The merge is planned once per set of adapters (PreparedMerge: which base keys each
 // adapter touches and how) and then applied tensor by tensor, so that a sharded checkpoint
@@ -84,6 +87,17 @@ class PEFT_API PreparedMerge {
   // ShapeMismatch when the adapter does not fit the tensor, UnsupportedDType for integer
   // tensors the adapter would change.
   Tensor merge_tensor(std::string_view base_key, const Tensor& base) const;
+  // merge_tensor and merge_tensor_into give the bits of merge_adapters and of the streamed
+  // checkpoint merge when OpenBLAS runs one thread (those two make it so while they run):
+  // OpenBLAS's threaded sgemm rounds differently.
+  // merge_tensor written into `out` (base.nbytes() bytes, the base's dtype) instead of a
+  // new tensor. LoRA updates of F32/BF16/F16 weights take the fused float32 path there
+  // (no float64 copy of the weight, no delta matrix, per-thread working memory reused).
+  void merge_tensor_into(std::string_view base_key, const Tensor& base,
+                         std::span<std::byte> out) const;
+  // Whether merge_tensor_into handles this tensor with the fused float32 path (its working
+  // memory is then a small per-thread tile, not float64 copies of the tensor).
+  bool merges_fused(std::string_view base_key, DType dtype, const Shape& shape) const;
   // The base value of one merged tensor. Throws Unsupported, saying why, where the merged
   // weights and the adapter do not determine it (replacements, DoRA, OSF...).
   Tensor unmerge_tensor(std::string_view base_key, const Tensor& merged) const;

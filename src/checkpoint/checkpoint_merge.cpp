@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "checkpoint/buffer_pool.hpp"
 #include "checkpoint/checkpoint_output.hpp"
 #include "checkpoint/checkpoint_shard_file.hpp"
 #include "checkpoint/shard_plan.hpp"
@@ -37,6 +38,7 @@ struct Item {
   std::uint64_t out_bytes = 0;
   bool cast = false;
   bool touched = false;
+  bool fused = false;  // merged by the fused float32 path into a pooled buffer
 };
 
 struct OutputShard {
@@ -161,6 +163,7 @@ std::vector<Item> list_items(const CheckpointLayout& layout, std::optional<DType
       item.out_dtype = item.cast ? *dtype : info->dtype;
       item.out_bytes = byte_size(item.out_dtype, item.shape);
       item.touched = prepared.touches(name);
+      item.fused = item.touched && prepared.merges_fused(name, item.out_dtype, item.shape);
       items.push_back(std::move(item));
     }
   }
@@ -273,10 +276,12 @@ class CheckpointStream {
   }
 
   // What a tensor holds in anonymous memory until it is written: untouched ones are views
-  // of the mapping; a merge works on float64 copies (the values, the delta and its layout
-  // copy), about 3 x 8 bytes per element on top of the result.
-  static std::uint64_t cost(const Item& item) {
+  // of the mapping; the fused path writes into a pooled buffer of the result's size (its
+  // tile is per thread and small); other merges work on float64 copies (the values, the
+  // delta and its layout copy), about 3 x 8 bytes per element on top of the result.
+  std::uint64_t cost(const Item& item) const {
     if (!item.touched) return item.cast ? item.out_bytes : 0;
+    if (item.fused && direction_ == Direction::Merge) return item.out_bytes;
     return shape_numel(item.shape) * 24 + item.out_bytes;
   }
 
@@ -286,8 +291,11 @@ class CheckpointStream {
     try {
       if (item.cast) tensor = tensor.to(item.out_dtype);
       if (!item.touched) return tensor;
-      return direction_ == Direction::Merge ? prepared_.merge_tensor(item.name, tensor)
-                                            : prepared_.unmerge_tensor(item.name, tensor);
+      if (direction_ == Direction::Unmerge) return prepared_.unmerge_tensor(item.name, tensor);
+      if (!item.fused) return prepared_.merge_tensor(item.name, tensor);
+      auto lease = pool_->acquire(item.out_dtype, item.shape);
+      prepared_.merge_tensor_into(item.name, tensor, lease.bytes);
+      return std::move(lease.tensor);
     } catch (const Error& e) {
       if (!e.source().empty()) throw;
       throw Error(e.code(), file.source(), e.detail());
@@ -327,6 +335,8 @@ class CheckpointStream {
   std::uint64_t budget_ = 0;
   std::vector<Item> items_;
   std::map<std::size_t, detail::ShardFile> open_;
+  // Output buffers of fused merges, reused across tensors and shards.
+  std::shared_ptr<detail::BufferPool> pool_ = detail::BufferPool::create();
   CheckpointProgress progress_;
 };
 
