@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <random>
 #include <set>
@@ -34,7 +35,20 @@ struct CheckpointOptions {
   std::optional<double> density, svd_clamp;
   std::string majority_sign_method = "total";
   std::optional<std::uint64_t> seed;
+  std::string module_order;  // a file: module paths in the model's order, one per line
 };
+
+// Module paths, one per line (blank lines and lines starting with '#' skipped).
+std::vector<std::string> read_module_order(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw peft::Error(peft::ErrorCode::NotFound, path, "cannot read the module order file");
+  std::vector<std::string> modules;
+  for (std::string line; std::getline(in, line);) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (!line.empty() && line.front() != '#') modules.push_back(line);
+  }
+  return modules;
+}
 
 // The options of --weights as add_weighted_adapter takes them. A DARE combination without
 // --seed gets a fresh seed, printed so that the same merge can be run again.
@@ -46,6 +60,7 @@ peft::WeightedAdapterOptions weighted_options(const CheckpointOptions& o, bool q
   w.density = o.density;
   w.majority_sign_method = o.majority_sign_method;
   w.torch_seed = o.seed;
+  if (!o.module_order.empty()) w.module_order = read_module_order(o.module_order);
   if (!w.torch_seed && peft::combination_draws_masks(o.combination)) {
     std::random_device device;
     w.torch_seed = device();
@@ -245,6 +260,9 @@ void register_merge(CLI::App& app, GlobalOptions& global) {
   cmd->add_option("--seed", o->seed,
                   "DARE masks: the torch.manual_seed PEFT ran before add_weighted_adapter "
                   "(default: drawn and printed)");
+  cmd->add_option("--module-order", o->module_order,
+                  "DARE: a file of module paths in the model's named_modules() order, one per "
+                  "line (default: paths with their numbers compared as numbers)");
   cmd->add_flag("--safe-merge", o->safe_merge, "PEFT's safe_merge: round each delta first");
   cmd->footer(
       "Examples:\n"
@@ -257,7 +275,8 @@ void register_merge(CLI::App& app, GlobalOptions& global) {
   cmd->callback([o, cmd, &global] {
     const bool weighted_option = cmd->count("--combination") || cmd->count("--svd-rank") ||
                                  cmd->count("--svd-clamp") || cmd->count("--density") ||
-                                 cmd->count("--majority-sign-method") || cmd->count("--seed");
+                                 cmd->count("--majority-sign-method") || cmd->count("--seed") ||
+                                 cmd->count("--module-order");
     if (o->weights.empty() && weighted_option) {
       throw CLI::ValidationError(
           "--combination/--svd-rank/--svd-clamp/--density/"

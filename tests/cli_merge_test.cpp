@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <map>
 
 #include <fmt/format.h>
@@ -256,6 +257,44 @@ TEST(CliMerge, DareSeedIsPrintedAndRepeats) {
   ASSERT_EQ(other.exit_code, 0) << other.err;
   EXPECT_NE(testing::read_text(tmp / "drawn" / "model.safetensors"),
             testing::read_text(tmp / "other" / "model.safetensors"));
+}
+
+// --module-order: the order the masks are drawn in. The fixture's own order (its modules'
+// natural order) changes nothing; the reverse order draws other masks.
+TEST(CliMerge, DareModuleOrderFile) {
+  const auto cases = weighted_cases();
+  const auto dare = std::find_if(cases.begin(), cases.end(), [](const fs::path& p) {
+    return p.filename().string() == "lora_weighted_dare_linear";
+  });
+  if (dare == cases.end())
+    GTEST_SKIP() << "no lora_weighted_dare_linear under " << testing::peft_merge_root();
+  const json w = json::parse(testing::read_text(*dare / "case.json"))["weighted"];
+  std::vector<std::string> modules;
+  for (const auto& [key, unused] :
+       SafetensorsFile::open(*dare / "combined_delta.safetensors").state_dict()) {
+    modules.push_back(key.substr(0, key.rfind('.')));
+  }
+  std::sort(modules.begin(), modules.end());
+  ASSERT_GE(modules.size(), 2u);
+  testing::TempDir tmp;
+  auto run = [&](const std::string& out, const std::vector<std::string>& order) {
+    std::vector<std::string> args = {"merge", "--base", (*dare / "base_model.safetensors").string(),
+                                     "--out", (tmp / out).string()};
+    for (auto& a : weighted_args(*dare, w)) args.push_back(std::move(a));
+    if (!order.empty()) {
+      std::string text = "# model order\n";
+      for (const auto& m : order) text += m + "\n";
+      std::ofstream(tmp / (out + ".txt")) << text;
+      args.push_back("--module-order");
+      args.push_back((tmp / (out + ".txt")).string());
+    }
+    const auto r = peftcpp(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return testing::read_text(tmp / out / "model.safetensors");
+  };
+  const std::string natural = run("natural", {});
+  EXPECT_EQ(run("given", modules), natural);
+  EXPECT_NE(run("reversed", std::vector<std::string>(modules.rbegin(), modules.rend())), natural);
 }
 
 // --- synthetic checkpoints -------------------------------------------------------------
