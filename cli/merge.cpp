@@ -7,6 +7,9 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <optional>
+#include <random>
 #include <set>
 
 #include "commands.hpp"
@@ -28,7 +31,46 @@ struct CheckpointOptions {
   bool safe_merge = false, force = false, no_autocast = false;
   unsigned threads = 0;
   int svd_rank = 0;
+  // add_weighted_adapter's other arguments; unset ones keep PEFT's defaults.
+  std::optional<double> density, svd_clamp;
+  std::string majority_sign_method = "total";
+  std::optional<std::uint64_t> seed;
+  std::string module_order;  // a file: module paths in the model's order, one per line
 };
+
+// Module paths, one per line (blank lines and lines starting with '#' skipped).
+std::vector<std::string> read_module_order(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw peft::Error(peft::ErrorCode::NotFound, path, "cannot read the module order file");
+  std::vector<std::string> modules;
+  for (std::string line; std::getline(in, line);) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (!line.empty() && line.front() != '#') modules.push_back(line);
+  }
+  return modules;
+}
+
+// The options of --weights as add_weighted_adapter takes them. A DARE combination without
+// --seed gets a fresh seed, printed so that the same merge can be run again.
+peft::WeightedAdapterOptions weighted_options(const CheckpointOptions& o, bool quiet) {
+  peft::WeightedAdapterOptions w;
+  w.combination_type = o.combination;
+  w.svd_rank = o.svd_rank;
+  w.svd_clamp = o.svd_clamp;
+  w.density = o.density;
+  w.majority_sign_method = o.majority_sign_method;
+  w.torch_seed = o.seed;
+  if (!o.module_order.empty()) w.module_order = read_module_order(o.module_order);
+  if (!w.torch_seed && peft::combination_draws_masks(o.combination)) {
+    std::random_device device;
+    w.torch_seed = device();
+    if (!quiet) {
+      fmt::print(stderr, "peftcpp: {} masks drawn with --seed {} (pass it to repeat this merge)\n",
+                 o.combination, *w.torch_seed);
+    }
+  }
+  return w;
+}
 
 std::string human_bytes(double bytes) {
   const char* units[] = {"B", "KB", "MB", "GB", "TB"};
@@ -197,22 +239,49 @@ void register_merge(CLI::App& app, GlobalOptions& global) {
   cmd->add_option("--weights", o->weights,
                   "combine the adapters with add_weighted_adapter, one weight each")
       ->delimiter(',');
+  std::vector<std::string> combinations;
+  for (const auto type : peft::weighted_combination_types()) combinations.emplace_back(type);
   cmd->add_option("--combination", o->combination,
                   "add_weighted_adapter's combination_type (default svd, as PEFT)")
-      ->check(CLI::IsMember({"cat", "linear", "svd"}));
-  cmd->add_option("--svd-rank", o->svd_rank, "rank of an svd combination (default: the largest)")
+      ->check(CLI::IsMember(combinations));
+  cmd->add_option("--svd-rank", o->svd_rank,
+                  "rank of an svd-family combination (default: the largest)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--svd-clamp", o->svd_clamp,
+                  "clamp the SVD factors at this quantile of their entries (depends on the "
+                  "SVD's sign choices)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--density", o->density,
+                  "fraction of entries ties/dare/magnitude_prune keep (required by them)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--majority-sign-method", o->majority_sign_method,
+                  "sign election of ties/dare_ties: total (default) or frequency")
+      ->check(CLI::IsMember({"total", "frequency"}));
+  cmd->add_option("--seed", o->seed,
+                  "DARE masks: the torch.manual_seed PEFT ran before add_weighted_adapter "
+                  "(default: drawn and printed)");
+  cmd->add_option("--module-order", o->module_order,
+                  "DARE: a file of module paths in the model's named_modules() order, one per "
+                  "line (default: paths with their numbers compared as numbers)");
   cmd->add_flag("--safe-merge", o->safe_merge, "PEFT's safe_merge: round each delta first");
   cmd->footer(
       "Examples:\n"
       "  peftcpp merge --base meta-llama/Llama-3.2-1B --adapter my-lora --out merged\n"
       "  peftcpp merge --base ./base --adapter a,b --weights 0.7,0.3 --combination linear "
       "--out merged --dtype bf16 --max-shard-size 2GB\n"
+      "  peftcpp merge --base ./base --adapter a,b --weights 1,1 --combination dare_ties "
+      "--density 0.5 --seed 42 --out merged\n"
       "  peftcpp merge --base model.safetensors --adapter my-lora --out merged --threads 1");
   cmd->callback([o, cmd, &global] {
-    if (o->weights.empty() && (cmd->count("--combination") || cmd->count("--svd-rank"))) {
-      throw CLI::ValidationError("--combination/--svd-rank",
-                                 "combine adapters only with --weights (one weight per adapter)");
+    const bool weighted_option = cmd->count("--combination") || cmd->count("--svd-rank") ||
+                                 cmd->count("--svd-clamp") || cmd->count("--density") ||
+                                 cmd->count("--majority-sign-method") || cmd->count("--seed") ||
+                                 cmd->count("--module-order");
+    if (o->weights.empty() && weighted_option) {
+      throw CLI::ValidationError(
+          "--combination/--svd-rank/--svd-clamp/--density/"
+          "--majority-sign-method/--seed",
+          "combine adapters only with --weights (one weight per adapter)");
     }
     if (!o->weights.empty() && o->weights.size() != o->adapters.size()) {
       throw CLI::ValidationError("--weights", fmt::format("{} weights for {} adapters",
@@ -232,8 +301,9 @@ void register_merge(CLI::App& app, GlobalOptions& global) {
            ++k) {
         name = fmt::format("combined_{}", k);
       }
-      adapters.push_back(
-          peft::add_weighted_adapter(adapters, o->weights, o->combination, name, o->svd_rank));
+      auto weighted = weighted_options(*o, global.quiet);
+      weighted.warnings = &warnings;
+      adapters.push_back(peft::add_weighted_adapter(adapters, o->weights, name, weighted));
       options.adapter_names = {name};
     } else {
       for (const auto& a : adapters) options.adapter_names.push_back(a.name);

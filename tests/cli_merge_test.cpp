@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <map>
 
 #include <fmt/format.h>
@@ -160,6 +161,142 @@ TEST(CliMerge, FixturesFound) {
   std::printf("peft-merge cases run through the CLI: %zu\n", fixture_merges().size());
 }
 
+// Every weighted case through `--weights`: its `weighted` fields as command-line options.
+std::vector<fs::path> weighted_cases() {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  const fs::path root = testing::peft_merge_root();
+  if (!fs::is_directory(root, ec)) return out;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    if (!fs::exists(entry.path() / "case.json")) continue;
+    const json spec = json::parse(testing::read_text(entry.path() / "case.json"));
+    if (spec.value("status", std::string()) == "ok" && spec.contains("weighted")) {
+      out.push_back(entry.path());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> weighted_args(const fs::path& dir, const json& w) {
+  std::vector<std::string> adapters, weights;
+  for (const auto& name : w["adapters"]) {
+    const std::string n = name.get<std::string>();
+    adapters.push_back((n == "default" ? dir / "adapter" : dir / "adapter" / n).string());
+  }
+  for (const auto& x : w["weights"]) weights.push_back(fmt::format("{}", x.get<double>()));
+  std::vector<std::string> args = {"--adapter", fmt::format("{}", fmt::join(adapters, ",")),
+                                   "--weights", fmt::format("{}", fmt::join(weights, ","))};
+  const std::map<std::string, std::string> flags = {
+      {"combination_type", "--combination"},
+      {"svd_rank", "--svd-rank"},
+      {"density", "--density"},
+      {"majority_sign_method", "--majority-sign-method"},
+      {"torch_seed", "--seed"}};
+  for (const auto& [field, value] : w.items()) {
+    if (field == "adapters" || field == "weights" || field == "adapter_name") continue;
+    const auto flag = flags.find(field);
+    if (flag == flags.end()) throw std::runtime_error("no option for weighted." + field);
+    args.push_back(flag->second);
+    args.push_back(value.is_string() ? value.get<std::string>() : value.dump());
+  }
+  return args;
+}
+
+TEST(CliMerge, WeightedCasesMatchPeft) {
+  const auto cases = weighted_cases();
+  if (cases.empty()) GTEST_SKIP() << "no fixtures under " << testing::peft_merge_root();
+  for (const auto& dir : cases) {
+    SCOPED_TRACE(dir.filename().string());
+    const json spec = json::parse(testing::read_text(dir / "case.json"));
+    testing::TempDir tmp;
+    std::vector<std::string> args = {"merge", "--base", (dir / "base_model.safetensors").string(),
+                                     "--out", (tmp / "out").string()};
+    for (auto& a : weighted_args(dir, spec["weighted"])) args.push_back(std::move(a));
+    const auto result = peftcpp(args);
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    const auto& record = spec["outputs"]["merged_model.safetensors"];
+    const std::string message =
+        compare(SafetensorsFile::open(tmp / "out" / "model.safetensors").state_dict(),
+                SafetensorsFile::open(dir / "merged_model.safetensors").state_dict(),
+                record["suggested_tolerance"]["atol"].get<double>(),
+                record["suggested_tolerance"]["rtol"].get<double>());
+    EXPECT_TRUE(message.empty()) << message;
+  }
+}
+
+// A DARE merge without --seed draws one and prints it; the same seed gives the same bytes.
+TEST(CliMerge, DareSeedIsPrintedAndRepeats) {
+  const auto cases = weighted_cases();
+  const auto dare = std::find_if(cases.begin(), cases.end(), [](const fs::path& p) {
+    return p.filename().string().find("dare_linear") != std::string::npos;
+  });
+  if (dare == cases.end())
+    GTEST_SKIP() << "no dare_linear case under " << testing::peft_merge_root();
+  json w = json::parse(testing::read_text(*dare / "case.json"))["weighted"];
+  w.erase("torch_seed");
+  testing::TempDir tmp;
+  auto run = [&](const std::string& out, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"merge", "--base", (*dare / "base_model.safetensors").string(),
+                                     "--out", (tmp / out).string()};
+    for (auto& a : weighted_args(*dare, w)) args.push_back(std::move(a));
+    for (auto& a : extra) args.push_back(std::move(a));
+    return peftcpp(args);
+  };
+  const auto first = run("drawn", {});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const auto at = first.err.find("--seed ");
+  ASSERT_NE(at, std::string::npos) << first.err;
+  const std::string seed = first.err.substr(at + 7, first.err.find(' ', at + 7) - at - 7);
+  const auto again = run("again", {"--seed", seed});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.err.find("--seed "), std::string::npos) << again.err;
+  EXPECT_EQ(testing::read_text(tmp / "drawn" / "model.safetensors"),
+            testing::read_text(tmp / "again" / "model.safetensors"));
+  const auto other = run("other", {"--seed", seed == "1" ? "2" : "1"});
+  ASSERT_EQ(other.exit_code, 0) << other.err;
+  EXPECT_NE(testing::read_text(tmp / "drawn" / "model.safetensors"),
+            testing::read_text(tmp / "other" / "model.safetensors"));
+}
+
+// --module-order: the order the masks are drawn in. The fixture's own order (its modules'
+// natural order) changes nothing; the reverse order draws other masks.
+TEST(CliMerge, DareModuleOrderFile) {
+  const auto cases = weighted_cases();
+  const auto dare = std::find_if(cases.begin(), cases.end(), [](const fs::path& p) {
+    return p.filename().string() == "lora_weighted_dare_linear";
+  });
+  if (dare == cases.end())
+    GTEST_SKIP() << "no lora_weighted_dare_linear under " << testing::peft_merge_root();
+  const json w = json::parse(testing::read_text(*dare / "case.json"))["weighted"];
+  std::vector<std::string> modules;
+  for (const auto& [key, unused] :
+       SafetensorsFile::open(*dare / "combined_delta.safetensors").state_dict()) {
+    modules.push_back(key.substr(0, key.rfind('.')));
+  }
+  std::sort(modules.begin(), modules.end());
+  ASSERT_GE(modules.size(), 2u);
+  testing::TempDir tmp;
+  auto run = [&](const std::string& out, const std::vector<std::string>& order) {
+    std::vector<std::string> args = {"merge", "--base", (*dare / "base_model.safetensors").string(),
+                                     "--out", (tmp / out).string()};
+    for (auto& a : weighted_args(*dare, w)) args.push_back(std::move(a));
+    if (!order.empty()) {
+      std::string text = "# model order\n";
+      for (const auto& m : order) text += m + "\n";
+      std::ofstream(tmp / (out + ".txt")) << text;
+      args.push_back("--module-order");
+      args.push_back((tmp / (out + ".txt")).string());
+    }
+    const auto r = peftcpp(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return testing::read_text(tmp / out / "model.safetensors");
+  };
+  const std::string natural = run("natural", {});
+  EXPECT_EQ(run("given", modules), natural);
+  EXPECT_NE(run("reversed", std::vector<std::string>(modules.rbegin(), modules.rend())), natural);
+}
+
 // --- synthetic checkpoints -------------------------------------------------------------
 
 const std::vector<std::string> kTargets = {"q_proj", "v_proj", "down_proj"};
@@ -245,11 +382,12 @@ TEST(CliMerge, SeveralAdaptersInOrderOrWeighted) {
   const std::vector<double> weights{0.7, 0.3};
   MergeOptions combined;
   combined.adapter_names = {"combined"};
-  expect_same_bytes(
-      read_checkpoint(w("linear")),
-      merge_adapters(w.state,
-                     {w.a, w.b, add_weighted_adapter(sources, weights, "linear", "combined")},
-                     combined));
+  expect_same_bytes(read_checkpoint(w("linear")),
+                    merge_adapters(w.state,
+                                   {w.a, w.b,
+                                    add_weighted_adapter(sources, weights, "combined",
+                                                         {.combination_type = "linear"})},
+                                   combined));
 }
 
 TEST(CliMerge, UsageErrorsExitTwo) {
@@ -262,6 +400,12 @@ TEST(CliMerge, UsageErrorsExitTwo) {
        "5XiB"},
       {"merge", "--base", w("base"), "--adapter", w("a"), "--out", w("o"), "--svd-rank", "2"},
       {"merge", "--base", w("base"), "--adapter", w("a"), "--out", w("o"), "--combination", "ties"},
+      {"merge", "--base", w("base"), "--adapter", w("a"), "--out", w("o"), "--density", "0.5"},
+      {"merge", "--base", w("base"), "--adapter", w("a"), "--out", w("o"), "--seed", "1"},
+      {"merge", "--base", w("base"), "--adapter", w("a") + "," + w("b"), "--weights", "1,1",
+       "--combination", "tie", "--out", w("o")},
+      {"merge", "--base", w("base"), "--adapter", w("a") + "," + w("b"), "--weights", "1,1",
+       "--majority-sign-method", "most", "--out", w("o")},
       {"merge", "--base", w("base"), "--adapter", w("a") + "," + w("b"), "--weights", "1", "--out",
        w("o")},
       {"merge", "--base", w("base"), "--adapter", w("a"), "--out", w("o"), "--bogus"},

@@ -126,20 +126,54 @@ MergeOptions options_for(const json& merge_args) {
   return options;
 }
 
-// add_weighted_adapter, as the case describes it.
-void add_weighted(const json& spec, std::vector<MergeAdapter>& adapters) {
-  if (!spec.contains("weighted") || spec["weighted"].is_null()) return;
-  const json& w = spec["weighted"];
+// add_weighted_adapter's arguments as the case gives them: every field of `weighted` (the
+// Python keyword arguments, plus torch_seed, the torch.manual_seed run before the call).
+// A field this function does not know fails the case, so none is silently dropped.
+WeightedAdapterOptions weighted_options(const json& w) {
+  WeightedAdapterOptions o;
+  for (const auto& [field, value] : w.items()) {
+    if (field == "adapters" || field == "weights" || field == "adapter_name") continue;
+    if (value.is_null()) continue;  // PEFT's default
+    if (field == "combination_type") {
+      o.combination_type = value.get<std::string>();
+    } else if (field == "svd_rank") {
+      o.svd_rank = value.get<int>();
+    } else if (field == "svd_clamp") {
+      o.svd_clamp = value.get<double>();
+    } else if (field == "svd_full_matrices") {
+      o.svd_full_matrices = value.get<bool>();
+    } else if (field == "svd_driver") {
+      o.svd_driver = value.get<std::string>();
+    } else if (field == "density") {
+      o.density = value.get<double>();
+    } else if (field == "majority_sign_method") {
+      o.majority_sign_method = value.get<std::string>();
+    } else if (field == "torch_seed") {
+      o.torch_seed = value.get<std::uint64_t>();
+    } else {
+      throw std::runtime_error("weighted." + field + " is not passed to add_weighted_adapter");
+    }
+  }
+  return o;
+}
+
+std::vector<MergeAdapter> weighted_sources(const json& w, const std::vector<MergeAdapter>& all) {
   std::vector<MergeAdapter> sources;
   for (const auto& name : w["adapters"]) {
-    for (const auto& a : adapters) {
+    for (const auto& a : all) {
       if (a.name == name.get<std::string>()) sources.push_back(a);
     }
   }
+  return sources;
+}
+
+void add_weighted(const json& spec, std::vector<MergeAdapter>& adapters) {
+  if (!spec.contains("weighted") || spec["weighted"].is_null()) return;
+  const json& w = spec["weighted"];
+  const auto sources = weighted_sources(w, adapters);
   const auto weights = w["weights"].get<std::vector<double>>();
-  adapters.push_back(add_weighted_adapter(sources, weights,
-                                          w["combination_type"].get<std::string>(),
-                                          w["adapter_name"].get<std::string>()));
+  adapters.push_back(add_weighted_adapter(sources, weights, w["adapter_name"].get<std::string>(),
+                                          weighted_options(w)));
 }
 
 std::string compare(const StateDict& ours, const StateDict& expected, double atol, double rtol) {
@@ -257,6 +291,108 @@ Tensor ramp(Shape shape) {
   return Tensor::from_floats(DType::F32, std::move(shape), values);
 }
 
+// Made-up source adapters for a weighted skip case: each adapter of case.json with its own
+// config, factors of pseudo-random values (full rank) on each of its target modules.
+std::vector<MergeAdapter> made_up_sources(const json& spec) {
+  std::vector<MergeAdapter> sources;
+  std::uint32_t state = 12345;
+  auto fill = [&](Shape shape) {
+    std::vector<float> v(shape_numel(shape));
+    for (float& x : v) {
+      state = state * 1664525u + 1013904223u;
+      x = static_cast<float>(state >> 8) / static_cast<float>(1u << 24) - 0.5f;
+    }
+    return Tensor::from_floats(DType::F32, std::move(shape), v);
+  };
+  for (const auto& [name, adapter] : spec["adapters"].items()) {
+    PeftConfig config = PeftConfig::make(PeftType::LORA);
+    for (const auto& [k, v] : adapter["kwargs"].items()) {
+      config.mutable_json()[k] = nlohmann::json::parse(v.dump());
+    }
+    const auto r = static_cast<std::uint64_t>(config.r());
+    StateDict weights;
+    for (const auto& target : adapter["kwargs"]["target_modules"]) {
+      const std::string prefix = "base_model.model." + target.get<std::string>();
+      const bool conv1d = target.get<std::string>().find("conv") != std::string::npos;
+      weights.set(prefix + ".lora_A.weight", conv1d ? fill({r, 3, 3}) : fill({r, 7}));
+      weights.set(prefix + ".lora_B.weight", conv1d ? fill({5, r, 1}) : fill({6, r}));
+    }
+    sources.push_back(MergeAdapter{name, config, weights, {}});
+  }
+  return sources;
+}
+
+// torch.quantile(values, q), linear interpolation, written out independently of the library.
+double reference_quantile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<std::size_t>(pos);
+  const std::size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] * (1.0 - (pos - static_cast<double>(lo))) + v[hi] * (pos - static_cast<double>(lo));
+}
+
+// svd_clamp has no fixture (the result depends on the SVD's sign choices): check ours
+// against its definition. Without the clamp our factors are U' = U diag(S) (lora_B) and
+// Vh' (lora_A); with it both must be clamp(x, -hi, hi), hi the svd_clamp quantile of all
+// entries of U' and Vh' together.
+void check_svd_clamp(const json& w, const std::vector<MergeAdapter>& sources, Outcome& outcome) {
+  const auto weights = w["weights"].get<std::vector<double>>();
+  WeightedAdapterOptions clamped = weighted_options(w);
+  WeightedAdapterOptions plain = clamped;
+  plain.svd_clamp.reset();
+  const MergeAdapter with = add_weighted_adapter(sources, weights, "c", clamped);
+  const MergeAdapter without = add_weighted_adapter(sources, weights, "c", plain);
+  int changed = 0;
+  for (const auto& [key, a] : without.weights) {
+    if (!key.ends_with("lora_A.weight")) continue;
+    const std::string b_key = key.substr(0, key.size() - 13) + "lora_B.weight";
+    std::vector<double> all = without.weights.at(b_key).to_doubles();
+    const auto av = a.to_doubles();
+    all.insert(all.end(), av.begin(), av.end());
+    const double hi = reference_quantile(all, *clamped.svd_clamp);
+    for (const auto& k : {key, b_key}) {
+      const auto before = without.weights.at(k).to_doubles();
+      const auto after = with.weights.at(k).to_doubles();
+      for (std::size_t i = 0; i < before.size(); ++i) {
+        const double want = static_cast<float>(std::min(std::max(before[i], -hi), hi));
+        if (std::abs(after[i] - want) > 1e-6 * std::max(1.0, std::abs(hi))) {
+          outcome.fail(fmt::format("svd_clamp: {}[{}] = {}, clamp({}, -{}, {}) = {}", k, i,
+                                   after[i], before[i], hi, hi, want));
+          return;
+        }
+        changed += before[i] != after[i];
+      }
+    }
+  }
+  if (changed == 0) outcome.fail("svd_clamp changed no entry (the check would not see a bug)");
+}
+
+// Weighted combinations PEFT refuses (or accepts without a reproducible result).
+void check_weighted_skip(const std::string& name, const json& spec, Outcome& outcome) {
+  const json& w = spec["weighted"];
+  const auto sources = made_up_sources(spec);
+  if (w.contains("svd_clamp")) {
+    check_svd_clamp(w, sources, outcome);
+    return;
+  }
+  const auto weights = w["weights"].get<std::vector<double>>();
+  // What PEFT's refusal is about, as it says in skip_reason.
+  const bool ranks = spec.value("skip_reason", std::string()).find("same r") != std::string::npos;
+  const ErrorCode code = ranks ? ErrorCode::InvalidArgument : ErrorCode::Unsupported;
+  try {
+    add_weighted_adapter(sources, weights, "combined", weighted_options(w));
+    outcome.fail(
+        name + ": combined although PEFT refuses it: " + spec.value("skip_reason", std::string()));
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    const std::string fragment = ranks ? "equal rank" : "svd";
+    if (e.code() != code || what.find(fragment) == std::string::npos) {
+      outcome.fail(
+          fmt::format("expected {} mentioning '{}', got: {}", to_string(code), fragment, what));
+    }
+  }
+}
+
 void check_skip(const std::string& name, const json& spec, Outcome& outcome) {
   PeftConfig config = skip_config(spec);
   StateDict base;
@@ -289,14 +425,8 @@ void check_skip(const std::string& name, const json& spec, Outcome& outcome) {
     weights.set("base_model.model.conv.lora_B.weight", ramp({4, rank / 2, 1, 1}));
     std::vector<MergeAdapter> adapters{{"default", config, weights, {}}};
     expect_refusal([&] { merge_adapters(base, adapters); }, ErrorCode::Unsupported, "group");
-  } else if (name == "skip_lora_weighted_svd_conv1d") {
-    weights.set("base_model.model.conv1d.lora_A.weight", ramp({rank, 3, 3}));
-    weights.set("base_model.model.conv1d.lora_B.weight", ramp({5, rank, 1}));
-    std::vector<MergeAdapter> sources{{"default", config, weights, {}},
-                                      {"other", config, weights, {}}};
-    const std::vector<double> w{0.5, 0.5};
-    expect_refusal([&] { add_weighted_adapter(sources, w, "svd", "combined"); },
-                   ErrorCode::Unsupported, "svd");
+  } else if (spec.contains("weighted")) {
+    check_weighted_skip(name, spec, outcome);
   } else {
     // Whole-method refusals (prompt learning, Poly, X-LoRA) and layer_replication.
     std::vector<MergeAdapter> adapters{{"default", config, weights, {}}};

@@ -413,10 +413,13 @@ TEST(Unmerge, RefusesDora) {
 TEST(Weighted, RejectsUnknownCombination) {
   const std::vector<MergeAdapter> sources{lora_adapter(3, 4), lora_adapter(3, 4, "other")};
   const std::vector<double> weights{1.0, 1.0};
-  EXPECT_PEFT_ERROR(add_weighted_adapter(sources, weights, "ties", "x"), ErrorCode::Unsupported,
-                    "'ties'");
+  WeightedAdapterOptions options;
+  options.combination_type = "tie";
+  EXPECT_PEFT_ERROR(add_weighted_adapter(sources, weights, "x", options),
+                    ErrorCode::InvalidArgument, "'tie'");
+  options.combination_type = "cat";
   const std::vector<double> one{1.0};
-  EXPECT_PEFT_ERROR(add_weighted_adapter(sources, one, "cat", "x"), ErrorCode::InvalidArgument,
+  EXPECT_PEFT_ERROR(add_weighted_adapter(sources, one, "x", options), ErrorCode::InvalidArgument,
                     "weights");
 }
 
@@ -428,10 +431,55 @@ TEST(Weighted, CatEqualsSumOfDeltas) {
   MergeOptions options;
   options.adapter_names = {"combined"};
   auto adapters = sources;
-  adapters.push_back(add_weighted_adapter(sources, weights, "cat", "combined"));
+  adapters.push_back(
+      add_weighted_adapter(sources, weights, "combined", {.combination_type = "cat"}));
   const auto combined = merge_adapters(base, adapters, options).at("lin.weight").to_doubles();
   const auto single = merge_adapters(base, {sources[0]}).at("lin.weight").to_doubles();
   for (std::size_t i = 0; i < single.size(); ++i) EXPECT_NEAR(combined[i], 0.75 * single[i], 1e-6);
+}
+
+// LoRA on F32/BF16/F16 weights takes the fused float32 path (PEFT's precision on the CPU):
+// within one ulp of the weight's dtype of the float64 result, and the same bits through
+// merge_tensor, merge_tensor_into and merge_adapters. safe_merge, F64 weights and
+// transposed layouts keep the float64 path.
+TEST(Merge, FusedFloat32PathForLora) {
+  for (const DType dtype : {DType::BF16, DType::F16, DType::F32}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    StateDict base;
+    base.set("lin.weight", filled({3, 4}).to(dtype));
+    const MergeAdapter adapter = lora_adapter(3, 4);
+    const PreparedMerge fused({adapter}, {});
+    EXPECT_TRUE(fused.merges_fused("lin.weight", dtype, {3, 4}));
+    MergeOptions safe;
+    safe.safe_merge = true;
+    const PreparedMerge exact({adapter}, safe);
+    EXPECT_FALSE(exact.merges_fused("lin.weight", dtype, {3, 4}));
+
+    const Tensor& w = base.at("lin.weight");
+    const Tensor got = fused.merge_tensor("lin.weight", w);
+    std::vector<std::byte> into(w.nbytes());
+    fused.merge_tensor_into("lin.weight", w, into);
+    EXPECT_TRUE(std::equal(into.begin(), into.end(), got.bytes().begin()));
+    EXPECT_TRUE(merge_adapters(base, {adapter}).at("lin.weight").equals(got));
+    // The float64 reference, W + 2 * B @ A (alpha 4, r 2), rounded once.
+    const auto wd = w.to_doubles(),
+               a = adapter.weights.at("base_model.model.lin.lora_A.weight").to_doubles(),
+               b = adapter.weights.at("base_model.model.lin.lora_B.weight").to_doubles();
+    const auto g = got.to_doubles();
+    const double ulp = dtype == DType::BF16 ? 0x1p-7 : dtype == DType::F16 ? 0x1p-10 : 0x1p-23;
+    for (std::size_t o = 0; o < 3; ++o) {
+      for (std::size_t i = 0; i < 4; ++i) {
+        const double want = wd[o * 4 + i] + 2.0 * (b[o * 2] * a[i] + b[o * 2 + 1] * a[4 + i]);
+        EXPECT_LE(std::abs(g[o * 4 + i] - want), ulp * std::abs(want)) << o << "," << i;
+      }
+    }
+  }
+  const PreparedMerge f64({lora_adapter(3, 4)}, {});
+  EXPECT_FALSE(f64.merges_fused("lin.weight", DType::F64, {3, 4}));
+  MergeAdapter transposed = lora_adapter(3, 4);
+  transposed.config.mutable_json()["fan_in_fan_out"] = true;
+  const PreparedMerge conv1d({transposed}, {});
+  EXPECT_FALSE(conv1d.merges_fused("lin.weight", DType::F32, {4, 3}));
 }
 
 }  // namespace

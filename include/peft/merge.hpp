@@ -10,15 +10,19 @@
 //     adapter; modules_to_save copies come from the active (first) adapter only.
 //   * Then every selected adapter, in `adapter_names` order, changes the tensors of its
 //     modules by its method's rule (a delta, a rotation, a rescaling or written rows).
-//   * Everything is computed in float64 and rounded to the base tensor's dtype after each
-//     adapter, as PEFT's in-place updates do; with `safe_merge` (or an adapter kept in half
-//     precision) the delta is rounded to the base dtype before it is added.
+//   * LoRA deltas of float32 (or upcast half) factors are computed in float32 and added to
+//     F32/BF16/F16 weights in float32, as PEFT does on the CPU; everything else is computed
+//     in float64 (docs/merge.md "Precision"). The result is rounded to the base tensor's
+//     dtype after each adapter, as PEFT's in-place updates do; with `safe_merge` (or an
+//     adapter kept in half precision) the delta is rounded to the base dtype before it is
+//     added.
 //
 // The merge is planned once per set of adapters (PreparedMerge: which base keys each
 // adapter touches and how) and then applied tensor by tensor, so that a sharded checkpoint
 // can be streamed with bounded memory.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -83,6 +87,17 @@ class PEFT_API PreparedMerge {
   // ShapeMismatch when the adapter does not fit the tensor, UnsupportedDType for integer
   // tensors the adapter would change.
   Tensor merge_tensor(std::string_view base_key, const Tensor& base) const;
+  // merge_tensor and merge_tensor_into give the bits of merge_adapters and of the streamed
+  // checkpoint merge when OpenBLAS runs one thread (those two make it so while they run):
+  // OpenBLAS's threaded sgemm rounds differently.
+  // merge_tensor written into `out` (base.nbytes() bytes, the base's dtype) instead of a
+  // new tensor. LoRA updates of F32/BF16/F16 weights take the fused float32 path there
+  // (no float64 copy of the weight, no delta matrix, per-thread working memory reused).
+  void merge_tensor_into(std::string_view base_key, const Tensor& base,
+                         std::span<std::byte> out) const;
+  // Whether merge_tensor_into handles this tensor with the fused float32 path (its working
+  // memory is then a small per-thread tile, not float64 copies of the tensor).
+  bool merges_fused(std::string_view base_key, DType dtype, const Shape& shape) const;
   // The base value of one merged tensor. Throws Unsupported, saying why, where the merged
   // weights and the adapter do not determine it (replacements, DoRA, OSF...).
   Tensor unmerge_tensor(std::string_view base_key, const Tensor& merged) const;
@@ -104,13 +119,49 @@ PEFT_API StateDict merge_adapters(const StateDict& base, std::vector<MergeAdapte
 PEFT_API StateDict unmerge_adapters(const StateDict& merged, std::vector<MergeAdapter> adapters,
                                     const MergeOptions& options = {});
 
-// PEFT's add_weighted_adapter for LoRA adapters (combination types "cat", "linear",
-// "svd"): a new LoRA adapter named `name` whose delta combines the sources'. The sources
-// must be LoRA adapters without DoRA; "linear" needs equal ranks. `svd` keeps the
-// largest source rank (or `svd_rank` when > 0).
+// PEFT's add_weighted_adapter arguments besides the sources and weights (docs/merge.md
+// "Combining adapters").
+struct PEFT_API WeightedAdapterOptions {
+  // "cat", "linear", "svd", "ties", "ties_svd", "dare_linear", "dare_ties", "dare_linear_svd",
+  // "dare_ties_svd", "magnitude_prune", "magnitude_prune_svd" (PEFT's default is "svd").
+  // With a single source PEFT uses "linear" whatever is asked (reported in `warnings`).
+  std::string combination_type = "svd";
+  // The svd family's rank; 0 keeps the largest source rank.
+  int svd_rank = 0;
+  // Clamp both SVD factors to [-q, q], q the svd_clamp quantile of their entries. The
+  // result depends on the sign the SVD picks for each singular pair (not unique).
+  std::optional<double> svd_clamp;
+  // torch.linalg.svd(full_matrices=...): changes nothing unless the rank exceeds
+  // min(out, in), where full matrices fail as in PEFT and thin ones keep min(out, in).
+  bool svd_full_matrices = true;
+  // A cuSOLVER driver name: refused, as torch refuses it for CPU tensors.
+  std::string svd_driver;
+  // Fraction of entries the pruning types keep (required by them, as in PEFT).
+  std::optional<double> density;
+  // "total" or "frequency": how ties/dare_ties elect the sign of each entry.
+  std::string majority_sign_method = "total";
+  // DARE's masks: the seed of torch.manual_seed(seed) run just before the Python call; the
+  // masks are then PEFT's bit for bit. Required by the dare_* types.
+  std::optional<std::uint64_t> torch_seed;
+  // Module paths in the model's named_modules() order, which is the order PEFT draws DARE
+  // masks in. Empty: paths compared with their numbers as numbers ("layers.2" before
+  // "layers.10"), which is the model order of numbered blocks but not always within one.
+  std::vector<std::string> module_order;
+  // Receives PEFT's warnings (a density >= 1 prunes nothing, one source means "linear").
+  Diagnostics* warnings = nullptr;
+};
+
+// PEFT's add_weighted_adapter for LoRA adapters: a new LoRA adapter named `name` whose delta
+// combines the sources' (docs/merge.md). The sources must be LoRA adapters without DoRA.
+// Throws InvalidArgument for what PEFT refuses (different ranks where equal ranks are
+// needed, density missing, an unknown combination type or sign method, an SVD driver on
+// the CPU) and Unsupported for what it cannot combine (Conv1d in the svd family).
 PEFT_API MergeAdapter add_weighted_adapter(std::span<const MergeAdapter> sources,
-                                           std::span<const double> weights,
-                                           std::string_view combination_type, std::string name,
-                                           int svd_rank = 0);
+                                           std::span<const double> weights, std::string name,
+                                           const WeightedAdapterOptions& options);
+
+// The combination types, in PEFT's documentation order; whether one draws random masks.
+PEFT_API std::span<const std::string_view> weighted_combination_types();
+PEFT_API bool combination_draws_masks(std::string_view combination_type);
 
 }  // namespace peft

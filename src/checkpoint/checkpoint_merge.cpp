@@ -1,17 +1,24 @@
 // Streaming a checkpoint through a merge (or unmerge): output shard by output shard, the
 // input shards it needs mapped, changed tensors computed by worker threads, every tensor
 // written in file order by the calling thread, the shard committed, the mappings released.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <exception>
 #include <map>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include <fmt/format.h>
 
+#include "checkpoint/buffer_pool.hpp"
 #include "checkpoint/checkpoint_output.hpp"
 #include "checkpoint/checkpoint_shard_file.hpp"
 #include "checkpoint/shard_plan.hpp"
@@ -37,6 +44,9 @@ struct Item {
   std::uint64_t out_bytes = 0;
   bool cast = false;
   bool touched = false;
+  bool fused = false;  // merged by the fused float32 path into a pooled buffer
+  // Unchanged bytes of a safetensors shard at this file offset: copied by the kernel.
+  std::optional<std::uint64_t> copy_offset;
 };
 
 struct OutputShard {
@@ -45,11 +55,14 @@ struct OutputShard {
   std::optional<Metadata> metadata;
 };
 
-// Runs produce(i) for every i on `threads` workers and consume(i, value) on the calling
-// thread in index order. A worker starts item i only while fewer than `threads` results wait
-// for the consumer and the items in flight cost at most `budget` (cost(i) estimates the
-// memory item i needs until it is consumed); an item may always start when nothing is in
-// flight. With one thread everything runs on the calling thread.
+// Runs produce(i) for every i and consume(i, value) on the calling thread in index order.
+// With `threads` >= 2 the calling thread only consumes (it writes, a large share of the
+// work) and threads - 1 workers produce, so that no more threads run than were asked for:
+// on two cores, two workers plus the writer made the merge slower than one thread. A
+// worker starts item i only while at most `threads` results wait for the consumer and the
+// items in flight cost at most `budget` (cost(i) estimates the memory item i needs until
+// it is consumed); an item may always start when nothing is in flight. With one thread
+// everything runs on the calling thread.
 void ordered_pipeline(std::size_t n, unsigned threads, std::uint64_t budget,
                       const std::function<std::uint64_t(std::size_t)>& cost,
                       const std::function<Tensor(std::size_t)>& produce,
@@ -108,7 +121,7 @@ void ordered_pipeline(std::size_t n, unsigned threads, std::uint64_t budget,
     workers.clear();
   };
   try {
-    for (unsigned t = 0; t < threads; ++t) workers.emplace_back(worker);
+    for (unsigned t = 0; t + 1 < threads; ++t) workers.emplace_back(worker);
     for (std::size_t i = 0; i < n; ++i) {
       Tensor value;
       {
@@ -161,6 +174,8 @@ std::vector<Item> list_items(const CheckpointLayout& layout, std::optional<DType
       item.out_dtype = item.cast ? *dtype : info->dtype;
       item.out_bytes = byte_size(item.out_dtype, item.shape);
       item.touched = prepared.touches(name);
+      item.fused = item.touched && prepared.merges_fused(name, item.out_dtype, item.shape);
+      if (!item.touched && !item.cast) item.copy_offset = file.file_offset(name);
       items.push_back(std::move(item));
     }
   }
@@ -267,27 +282,37 @@ class CheckpointStream {
     for (auto it = open_.begin(); it != open_.end();) {
       it = needed.count(it->first) ? std::next(it) : open_.erase(it);
     }
+    for (auto it = fds_.begin(); it != fds_.end();) {
+      it = needed.count(it->first) ? std::next(it) : fds_.erase(it);
+    }
     for (std::size_t s : needed) {
       if (!open_.count(s)) open_.emplace(s, detail::ShardFile::open(layout_.shards[s].path));
+      if (!fds_.count(s)) fds_.emplace(s, InputFd(layout_.shards[s].path));
     }
   }
 
   // What a tensor holds in anonymous memory until it is written: untouched ones are views
-  // of the mapping; a merge works on float64 copies (the values, the delta and its layout
-  // copy), about 3 x 8 bytes per element on top of the result.
-  static std::uint64_t cost(const Item& item) {
+  // of the mapping; the fused path writes into a pooled buffer of the result's size (its
+  // tile is per thread and small); other merges work on float64 copies (the values, the
+  // delta and its layout copy), about 3 x 8 bytes per element on top of the result.
+  std::uint64_t cost(const Item& item) const {
     if (!item.touched) return item.cast ? item.out_bytes : 0;
+    if (item.fused && direction_ == Direction::Merge) return item.out_bytes;
     return shape_numel(item.shape) * 24 + item.out_bytes;
   }
 
   Tensor produce(const Item& item) const {
+    if (item.copy_offset) return {};  // the writer copies it from the file
     const detail::ShardFile& file = open_.at(item.input_shard);
     Tensor tensor = file.tensor(item.name);  // a view of the mapping
     try {
       if (item.cast) tensor = tensor.to(item.out_dtype);
       if (!item.touched) return tensor;
-      return direction_ == Direction::Merge ? prepared_.merge_tensor(item.name, tensor)
-                                            : prepared_.unmerge_tensor(item.name, tensor);
+      if (direction_ == Direction::Unmerge) return prepared_.unmerge_tensor(item.name, tensor);
+      if (!item.fused) return prepared_.merge_tensor(item.name, tensor);
+      auto lease = pool_->acquire(item.out_dtype, item.shape);
+      prepared_.merge_tensor_into(item.name, tensor, lease.bytes);
+      return std::move(lease.tensor);
     } catch (const Error& e) {
       if (!e.source().empty()) throw;
       throw Error(e.code(), file.source(), e.detail());
@@ -311,9 +336,15 @@ class CheckpointStream {
         order.size(), threads_, budget_, [&](std::size_t k) { return cost(*order[k]); },
         [&](std::size_t k) { return produce(*order[k]); },
         [&](std::size_t k, Tensor tensor) {
-          writer.write(k, tensor.bytes());
+          const Item& item = *order[k];
+          if (item.copy_offset) {
+            writer.copy(k, fds_.at(item.input_shard).fd, *item.copy_offset,
+                        layout_.shards[item.input_shard].path.string());
+          } else {
+            writer.write(k, tensor.bytes());
+          }
           ++progress_.tensors_done;
-          progress_.bytes_done += tensor.nbytes();
+          progress_.bytes_done += item.out_bytes;
           if (write_.progress) write_.progress(progress_);
         });
     writer.commit();
@@ -327,6 +358,26 @@ class CheckpointStream {
   std::uint64_t budget_ = 0;
   std::vector<Item> items_;
   std::map<std::size_t, detail::ShardFile> open_;
+  // Read descriptors of the same shards, for the kernel copies of unchanged tensors.
+  struct InputFd {
+    int fd = -1;
+    explicit InputFd(const fs::path& path) : fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+      if (fd < 0) {
+        throw Error(ErrorCode::Io, path.string(),
+                    fmt::format("cannot open it again for copying: {}", std::strerror(errno)));
+      }
+    }
+    InputFd(InputFd&& other) noexcept : fd(std::exchange(other.fd, -1)) {}
+    InputFd& operator=(InputFd&&) = delete;
+    InputFd(const InputFd&) = delete;
+    InputFd& operator=(const InputFd&) = delete;
+    ~InputFd() {
+      if (fd >= 0) ::close(fd);
+    }
+  };
+  std::map<std::size_t, InputFd> fds_;
+  // Output buffers of fused merges, reused across tensors and shards.
+  std::shared_ptr<detail::BufferPool> pool_ = detail::BufferPool::create();
   CheckpointProgress progress_;
 };
 

@@ -37,6 +37,9 @@ class ShardWriter {
   const std::vector<ShardEntry>& entries() const noexcept { return entries_; }
   // The bytes of entries()[index]; indices must come in order.
   void write(std::size_t index, std::span<const std::byte> bytes);
+  // The bytes of entries()[index] copied by the kernel from `in_fd` at `offset` (an
+  // unchanged tensor of an input shard: it never passes through user memory).
+  void copy(std::size_t index, int in_fd, std::uint64_t offset, const std::string& in_name);
   void commit();
 
  private:

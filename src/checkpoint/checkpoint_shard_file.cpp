@@ -49,6 +49,13 @@ Tensor ShardFile::tensor(std::string_view name) const {
   return *found;
 }
 
+std::optional<std::uint64_t> ShardFile::file_offset(std::string_view name) const {
+  if (!safetensors_) return std::nullopt;
+  const SafetensorsTensorInfo* info = safetensors_->info(name);
+  if (info == nullptr) return std::nullopt;
+  return 8 + safetensors_->header_length() + info->begin;  // u64 length, header, data
+}
+
 std::optional<Metadata> ShardFile::metadata() const {
   if (safetensors_) return safetensors_->metadata();
   return Metadata{{"format", "pt"}};

@@ -37,6 +37,8 @@ class ShardFile {
   const ShardTensorInfo* info(std::string_view name) const;
   bool contains(std::string_view name) const { return info(name) != nullptr; }
   Tensor tensor(std::string_view name) const;
+  // Where a safetensors tensor's bytes start in the file; nullopt for PyTorch files.
+  std::optional<std::uint64_t> file_offset(std::string_view name) const;
   // safetensors' __metadata__; what save_pretrained writes ({"format": "pt"}) for others.
   std::optional<Metadata> metadata() const;
 

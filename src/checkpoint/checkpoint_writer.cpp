@@ -46,6 +46,16 @@ void ShardWriter::write(std::size_t index, std::span<const std::byte> bytes) {
   ++next_;
 }
 
+void ShardWriter::copy(std::size_t index, int in_fd, std::uint64_t offset,
+                       const std::string& in_name) {
+  if (index != next_ || index >= entries_.size()) {
+    throw Error(ErrorCode::InvalidArgument, file_.target().string(),
+                fmt::format("internal: tensor {} copied out of order", index));
+  }
+  file_.copy_from(in_fd, offset, entries_[index].bytes, in_name);
+  ++next_;
+}
+
 void ShardWriter::commit() {
   if (next_ != entries_.size()) {
     throw Error(ErrorCode::InvalidArgument, file_.target().string(),

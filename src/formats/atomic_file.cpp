@@ -113,6 +113,40 @@ void AtomicFile::write_all(std::span<const std::span<const std::byte>> pieces) {
   }
 }
 
+void AtomicFile::copy_from(int in_fd, std::uint64_t offset, std::uint64_t length,
+                           const std::string& in_name) {
+  if (fd_ < 0) throw Error(ErrorCode::InvalidArgument, target_.string(), "file already closed");
+  auto in_offset = static_cast<off_t>(offset);
+  bool kernel = true;
+  std::vector<std::byte> buffer;
+  while (length > 0) {
+    const std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(length, 1u << 30));
+    ssize_t done = -1;
+    if (kernel) {
+      done = ::copy_file_range(in_fd, &in_offset, fd_, nullptr, chunk, 0);
+      if (done < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+                       errno == EOPNOTSUPP || errno == EBADF)) {
+        kernel = false;  // another file system or an old kernel: copy through memory
+        continue;
+      }
+    } else {
+      if (buffer.empty()) buffer.resize(std::size_t{1} << 20);
+      done = ::pread(in_fd, buffer.data(), std::min(chunk, buffer.size()), in_offset);
+      if (done > 0) {
+        write(std::span<const std::byte>(buffer.data(), static_cast<std::size_t>(done)));
+        in_offset += done;
+      }
+    }
+    if (done < 0 && errno == EINTR) continue;
+    if (done < 0) fail(fmt::format("copying from {} failed", in_name).c_str(), errno);
+    if (done == 0) {
+      throw Error(ErrorCode::Io, in_name,
+                  fmt::format("the file ended {} bytes early while it was copied", length));
+    }
+    length -= static_cast<std::uint64_t>(done);
+  }
+}
+
 namespace {
 constexpr std::size_t kCopyBelow = std::size_t{64} << 10;   // copy pieces smaller than this
 constexpr std::size_t kFlushAbove = std::size_t{64} << 20;  // flush once this much is pending

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <span>
 #include <string>
@@ -26,6 +27,10 @@ class AtomicFile {
   void write(std::string_view text);
   // Writes several pieces with as few system calls as possible.
   void write_all(std::span<const std::span<const std::byte>> pieces);
+  // Appends `length` bytes of the open file `in_fd` from `offset`, copied by the kernel
+  // (copy_file_range) where it can, so they never pass through user memory; read + write
+  // otherwise. Throws Io naming `in_name` when the input ends early or fails.
+  void copy_from(int in_fd, std::uint64_t offset, std::uint64_t length, const std::string& in_name);
   // Flushes, closes and renames over the target. Throws Io on failure.
   void commit();
 

@@ -5,6 +5,7 @@
 #include <cblas.h>
 
 #include <cmath>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -206,6 +207,24 @@ void build_lora(const ModuleInput& in, std::vector<Op>& ops) {
     op.delta = [=](const Shape& shape) {
       return delta_in_layout(delta(), shape, fan_in_fan_out, origin);
     };
+    // float32 factors for the fused path, converted once here rather than per tensor.
+    auto floats = std::make_shared<FloatFactors>();
+    floats->rank = static_cast<std::size_t>(a.shape().at(0));
+    floats->rows = static_cast<std::size_t>(b.shape().at(0));
+    floats->cols = floats->rank == 0 ? 0 : static_cast<std::size_t>(a.numel()) / floats->rank;
+    floats->scaling = static_cast<float>(factor);
+    const bool float_factors = a.dtype() != DType::F64 && b.dtype() != DType::F64;
+    if (float_factors && floats->rank > 0 && floats->rows > 0 &&
+        static_cast<std::size_t>(b.numel()) / floats->rows == floats->rank) {
+      const auto av = a.to_floats();
+      const auto bv = b.to_floats();
+      floats->a.assign(av.begin(), av.end());
+      floats->b.assign(bv.begin(), bv.end());
+      op.float_factors = [=](const Shape& shape) -> const FloatFactors* {
+        const Layout layout = layout_for(shape, floats->rows, floats->cols, fan_in_fan_out, origin);
+        return layout.transposed ? nullptr : floats.get();
+      };
+    }
     // w += factor · B·A in one GEMM when the weight is stored [out, in].
     op.add_into = [=](Values& w, const Shape& shape) {
       const std::size_t r = static_cast<std::size_t>(a.shape().at(0));

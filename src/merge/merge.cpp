@@ -1,6 +1,7 @@
 // Planning a merge (which base tensors each adapter changes, and how) and applying the plan
 // to one tensor or a whole state dict.
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <set>
@@ -341,9 +342,64 @@ bool PreparedMerge::touches(std::string_view base_key) const {
   return plan_->ops.count(std::string(base_key)) != 0;
 }
 
+namespace merge {
+namespace {
+
+// The float32 factors of every op on this tensor, or empty when one of them (or the
+// options) needs the float64 path.
+std::vector<const FloatFactors*> fused_factors(const Plan& plan, const std::vector<Op>& ops,
+                                               DType dtype, const Shape& shape) {
+  if (plan.safe_merge || !fused_dtype(dtype)) return {};
+  std::vector<const FloatFactors*> factors;
+  for (const auto& op : ops) {
+    if (!op.float_factors || op.delta_dtype) return {};
+    const FloatFactors* f = op.float_factors(shape);
+    if (f == nullptr || f->rows * f->cols != shape_numel(shape)) return {};
+    factors.push_back(f);
+  }
+  return factors;
+}
+
+}  // namespace
+}  // namespace merge
+
+bool PreparedMerge::merges_fused(std::string_view base_key, DType dtype, const Shape& shape) const {
+  const auto it = plan_->ops.find(std::string(base_key));
+  return it != plan_->ops.end() && !merge::fused_factors(*plan_, it->second, dtype, shape).empty();
+}
+
+void PreparedMerge::merge_tensor_into(std::string_view base_key, const Tensor& base,
+                                      std::span<std::byte> out) const {
+  if (out.size() != base.nbytes()) {
+    throw Error(ErrorCode::InvalidArgument, "",
+                fmt::format("merge_tensor_into: '{}' has {} bytes, the output buffer {}", base_key,
+                            base.nbytes(), out.size()));
+  }
+  const auto it = plan_->ops.find(std::string(base_key));
+  const auto factors = it == plan_->ops.end()
+                           ? std::vector<const merge::FloatFactors*>{}
+                           : merge::fused_factors(*plan_, it->second, base.dtype(), base.shape());
+  if (factors.empty()) {
+    const Tensor merged = merge_tensor(base_key, base);
+    std::memcpy(out.data(), merged.bytes().data(), out.size());
+    return;
+  }
+  // Each adapter reads the previous result and rounds to the weight's dtype, as PEFT's
+  // successive in-place updates do.
+  for (std::size_t k = 0; k < factors.size(); ++k) {
+    merge::fused_lora_add(base.dtype(), k == 0 ? base.bytes() : std::span<const std::byte>(out),
+                          out, *factors[k]);
+  }
+}
+
 Tensor PreparedMerge::merge_tensor(std::string_view base_key, const Tensor& base) const {
   const auto it = plan_->ops.find(std::string(base_key));
   if (it == plan_->ops.end()) return base;
+  if (!merge::fused_factors(*plan_, it->second, base.dtype(), base.shape()).empty()) {
+    Tensor out = Tensor::zeros(base.dtype(), base.shape());
+    merge_tensor_into(base_key, base, out.mutable_bytes());
+    return out;
+  }
   merge::Values w = merge::float_values(base, base_key);
   const auto& ops = it->second;
   for (std::size_t k = 0; k < ops.size(); ++k) {
@@ -413,6 +469,9 @@ StateDict merge_adapters(const StateDict& base, std::vector<MergeAdapter> adapte
                          const MergeOptions& options) {
   return annotate_errors(adapters.empty() ? std::string("merge") : adapters.front().config.source(),
                          [&]() -> StateDict {
+                           // As the streamed merge: OpenBLAS on one thread, so that both
+                           // give the same bits (its threaded sgemm rounds differently).
+                           const merge::SingleThreadedBlas blas;
                            complete_adapters(adapters, base);
                            const PreparedMerge prepared(std::move(adapters), options);
                            require_all_present(prepared, base);
@@ -428,6 +487,7 @@ StateDict unmerge_adapters(const StateDict& merged, std::vector<MergeAdapter> ad
   return annotate_errors(
       adapters.empty() ? std::string("unmerge") : adapters.front().config.source(),
       [&]() -> StateDict {
+        const merge::SingleThreadedBlas blas;  // as merge_adapters
         complete_adapters(adapters, merged);
         const PreparedMerge prepared(std::move(adapters), options);
         require_all_present(prepared, merged);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "merge/dense.hpp"
+#include "merge/fused_lora.hpp"
 #include "peft/merge.hpp"
 #include "peft/peft_type.hpp"
 
@@ -28,6 +29,10 @@ struct Op {
   // Optional fast path of `delta`: adds it straight into the values (one fused GEMM, no
   // delta buffer); returns false when it cannot (a transposed layout), and `delta` is used.
   std::function<bool(Values&, const Shape&)> add_into;
+  // Optional float32 path (LoRA, in PEFT's precision): the factors when the weight is stored
+  // [out, in] as they expect, null otherwise. Used for F32/BF16/F16 weights without
+  // safe_merge (fused_lora.hpp); the float64 `delta` covers every other case.
+  std::function<const FloatFactors*(const Shape&)> float_factors;
   // Other rules rewrite the values in place; `inverse` undoes `transform`.
   std::function<void(Values&, const Shape&)> transform;
   std::function<void(Values&, const Shape&)> inverse;

@@ -1,20 +1,19 @@
-// PEFT's add_weighted_adapter for LoRA: a new adapter whose delta combines the sources'.
-// With s_i the scaling of source i:
-//   cat:    A = [w_i s_i A_i] stacked, B = [B_i] side by side: delta = sum w_i s_i B_i A_i;
-//   linear: A = sum c_i A_i, B = sum c_i B_i with c_i = sign(w_i s_i) sqrt(|w_i s_i|)
-//           (cross terms included, as PEFT does; equal ranks required);
-//   svd:    the best rank-k approximation of sum w_i s_i^2 B_i A_i (PEFT applies s_i twice),
-//           k = the largest source rank.
+// PEFT's add_weighted_adapter for LoRA: a new adapter whose delta combines the sources'
+// (docs/merge.md "Combining adapters"). This file checks the request as PEFT does, finds
+// each module's factors, orders the modules as PEFT visits them and writes the new
+// adapter; weighted_combine.cpp builds the factors, task_arithmetic.cpp prunes and mixes.
 // The new config has r = lora_alpha = new rank (scaling 1; rsLoRA is inherited as in PEFT).
 #include <algorithm>
+#include <array>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <map>
-#include <tuple>
 
 #include <fmt/format.h>
 
-#include "merge/dense.hpp"
+#include "merge/weighted_combine.hpp"
+#include "merge/weighted_draws.hpp"
 #include "peft/error.hpp"
 #include "peft/merge.hpp"
 #include "peft/module_match.hpp"
@@ -22,25 +21,68 @@
 namespace peft {
 namespace {
 
-using merge::Mat;
+using merge::Pruning;
+using merge::SourceFactors;
 
-struct Factors {
-  std::string a_key, b_key;  // adapter keys (Linear/Conv "lora_A.weight", Embedding ...)
-  Tensor a, b;
-  double scaling = 1.0;
+// How each combination type builds the factors: stack them (cat), mix A and B separately,
+// or mix the deltas and take an SVD.
+enum class Family : std::uint8_t { Cat, PerFactor, PerDelta };
+
+struct Combination {
+  std::string_view name;
+  Family family;
+  Pruning pruning;
+  bool elect_sign;  // TIES sign election
 };
+
+constexpr std::array kCombinations = {
+    Combination{"svd", Family::PerDelta, Pruning::None, false},
+    Combination{"linear", Family::PerFactor, Pruning::None, false},
+    Combination{"cat", Family::Cat, Pruning::None, false},
+    Combination{"ties", Family::PerFactor, Pruning::Magnitude, true},
+    Combination{"ties_svd", Family::PerDelta, Pruning::Magnitude, true},
+    Combination{"dare_ties", Family::PerFactor, Pruning::Random, true},
+    Combination{"dare_linear", Family::PerFactor, Pruning::Random, false},
+    Combination{"dare_ties_svd", Family::PerDelta, Pruning::Random, true},
+    Combination{"dare_linear_svd", Family::PerDelta, Pruning::Random, false},
+    Combination{"magnitude_prune", Family::PerFactor, Pruning::Magnitude, false},
+    Combination{"magnitude_prune_svd", Family::PerDelta, Pruning::Magnitude, false},
+};
+
+constexpr std::array<std::string_view, kCombinations.size()> kNames = [] {
+  std::array<std::string_view, kCombinations.size()> names{};
+  for (std::size_t i = 0; i < kCombinations.size(); ++i) names[i] = kCombinations[i].name;
+  return names;
+}();
+
+const Combination& find_combination(std::string_view name) {
+  for (const auto& c : kCombinations) {
+    if (c.name == name) return c;
+  }
+  throw Error(ErrorCode::InvalidArgument, "",
+              fmt::format("add_weighted_adapter: invalid combination type '{}' (one of {})", name,
+                          fmt::join(kNames, ", ")));
+}
 
 constexpr std::string_view kPrefix = "base_model.model.";
 
+double scaling_of(const PeftConfig& config, const std::string& module) {
+  std::string layer = module;
+  if (const auto at = layer.find(".base_layer"); at != std::string::npos) layer.resize(at);
+  const double r = rank_for(config, layer);
+  const double alpha = alpha_for(config, layer);
+  return config.use_rslora() ? alpha / std::sqrt(r) : alpha / r;
+}
+
 // Module path -> factors of one source adapter.
-std::map<std::string, Factors> lora_modules(const MergeAdapter& source) {
+std::map<std::string, SourceFactors> lora_modules(const MergeAdapter& source) {
   if (source.config.peft_type() != PeftType::LORA || source.config.use_dora()) {
     throw Error(ErrorCode::Unsupported, source.config.source(),
                 fmt::format("add_weighted_adapter: adapter '{}' is not a plain LoRA adapter "
                             "(DoRA and other methods cannot be combined)",
                             source.name));
   }
-  std::map<std::string, Factors> out;
+  std::map<std::string, SourceFactors> out;
   for (const auto& [key, tensor] : source.weights) {
     for (const auto& [a_suffix, b_suffix] : {std::pair{".lora_A.weight", ".lora_B.weight"},
                                              std::pair{".lora_embedding_A", ".lora_embedding_B"}}) {
@@ -53,139 +95,250 @@ std::map<std::string, Factors> lora_modules(const MergeAdapter& source) {
         throw Error(ErrorCode::MissingKey, source.config.source(),
                     fmt::format("add_weighted_adapter: '{}' has no '{}'", key, b_key));
       }
-      std::string layer = module;
-      if (const auto at = layer.find(".base_layer"); at != std::string::npos) layer.resize(at);
-      const double r = rank_for(source.config, layer);
-      const double alpha = alpha_for(source.config, layer);
-      const double s = source.config.use_rslora() ? alpha / std::sqrt(r) : alpha / r;
-      out[module] = Factors{key, b_key, tensor, *b, s};
+      const bool embedding = std::string_view(a_suffix) == ".lora_embedding_A";
+      const bool transposed = embedding || (source.config.fan_in_fan_out() && tensor.rank() == 2);
+      out[module] = SourceFactors{
+          key, b_key, tensor, *b, scaling_of(source.config, module), embedding, transposed};
     }
   }
   return out;
 }
 
-Mat rows_of(const Tensor& t) {
-  const std::size_t r = static_cast<std::size_t>(t.shape().at(0));
-  return merge::as_matrix(t, r, static_cast<std::size_t>(t.numel()) / r, "lora factor");
-}
-
-Tensor to_tensor(const Mat& m, const Tensor& like, std::uint64_t rows_or_cols, bool is_a) {
-  Shape shape = like.shape();
-  shape[is_a ? 0 : 1] = rows_or_cols;
-  return Tensor::from_doubles(DType::F32, shape, m.v);
-}
-
-const Factors* parts_front_impl(const std::vector<const Factors*>& parts) {
-  for (const auto* p : parts) {
-    if (p != nullptr) return p;
-  }
-  return nullptr;
-}
-
-// cat / linear factors for one module.
-std::pair<Mat, Mat> combine(const std::vector<const Factors*>& parts,
-                            std::span<const double> weights, bool cat, std::size_t new_rank) {
-  const std::size_t in = rows_of(parts_front_impl(parts)->a).cols;
-  const std::size_t out = rows_of(parts_front_impl(parts)->b).rows;
-  Mat a(new_rank, in), b(out, new_rank);
-  std::size_t offset = 0;
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    if (parts[i] == nullptr) continue;
-    const Mat ai = rows_of(parts[i]->a), bi = rows_of(parts[i]->b);
-    const double ws = weights[i] * parts[i]->scaling;
-    const double fa = cat ? ws : std::copysign(std::sqrt(std::abs(ws)), ws);
-    const double fb = cat ? 1.0 : fa;
-    for (std::size_t k = 0; k < ai.rows; ++k) {
-      for (std::size_t c = 0; c < in; ++c) a(offset + k, c) += fa * ai(k, c);
-      for (std::size_t o = 0; o < out; ++o) b(o, offset + k) += fb * bi(o, k);
+// "layers.2" before "layers.10": runs of digits compare as numbers.
+bool natural_less(std::string_view a, std::string_view b) {
+  std::size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (std::isdigit(static_cast<unsigned char>(a[i])) &&
+        std::isdigit(static_cast<unsigned char>(b[j]))) {
+      std::size_t ei = i, ej = j;
+      while (ei < a.size() && std::isdigit(static_cast<unsigned char>(a[ei]))) ++ei;
+      while (ej < b.size() && std::isdigit(static_cast<unsigned char>(b[ej]))) ++ej;
+      const auto na = a.substr(i, ei - i), nb = b.substr(j, ej - j);
+      if (na.size() != nb.size()) return na.size() < nb.size();  // no leading zeros in paths
+      if (na != nb) return na < nb;
+      i = ei;
+      j = ej;
+      continue;
     }
-    if (cat) offset += ai.rows;
+    if (a[i] != b[j]) return a[i] < b[j];
+    ++i;
+    ++j;
   }
-  return {a, b};
+  return a.size() - i < b.size() - j;
+}
+
+// The modules of all sources in the order PEFT visits them (named_modules()): as listed in
+// `model_order`, unlisted ones after them in natural order.
+std::vector<std::string> module_order(const std::vector<std::map<std::string, SourceFactors>>& all,
+                                      const std::vector<std::string>& model_order) {
+  std::vector<std::string> order;
+  for (const auto& m : all) {
+    for (const auto& [module, unused] : m) {
+      if (std::find(order.begin(), order.end(), module) == order.end()) order.push_back(module);
+    }
+  }
+  const auto rank = [&](const std::string& module) {
+    return static_cast<std::size_t>(std::find(model_order.begin(), model_order.end(), module) -
+                                    model_order.begin());
+  };
+  std::sort(order.begin(), order.end(), [&](const std::string& a, const std::string& b) {
+    const std::size_t ra = rank(a), rb = rank(b);
+    if (ra != rb) return ra < rb;
+    return natural_less(a, b);
+  });
+  return order;
+}
+
+void check_options(const Combination& c, const WeightedAdapterOptions& o) {
+  if (!o.svd_driver.empty() && c.family == Family::PerDelta) {
+    throw Error(ErrorCode::InvalidArgument, "",
+                fmt::format("add_weighted_adapter: svd_driver '{}' is refused: torch.linalg.svd "
+                            "accepts a driver only for CUDA tensors (cuSOLVER), and peftcpp "
+                            "computes on the CPU",
+                            o.svd_driver));
+  }
+  if (o.svd_clamp && !(*o.svd_clamp >= 0.0 && *o.svd_clamp <= 1.0)) {
+    throw Error(ErrorCode::InvalidArgument, "",
+                fmt::format("add_weighted_adapter: svd_clamp {} is not a quantile in [0, 1] "
+                            "(torch.quantile refuses it)",
+                            *o.svd_clamp));
+  }
+  if (c.pruning != Pruning::None) {
+    if (!o.density) {
+      throw Error(ErrorCode::InvalidArgument, "",
+                  fmt::format("add_weighted_adapter: '{}' needs a density (PEFT fails with a "
+                              "TypeError when it is None)",
+                              c.name));
+    }
+    if (!(*o.density >= 0.0)) {
+      throw Error(ErrorCode::InvalidArgument, "",
+                  fmt::format("add_weighted_adapter: density should be >= 0, got {}", *o.density));
+    }
+  }
+  if (c.elect_sign && o.majority_sign_method != "total" && o.majority_sign_method != "frequency") {
+    throw Error(ErrorCode::InvalidArgument, "",
+                fmt::format("add_weighted_adapter: majority_sign_method '{}' is not 'total' or "
+                            "'frequency'",
+                            o.majority_sign_method));
+  }
+  if (c.pruning == Pruning::Random && *o.density < 1.0 && !o.torch_seed) {
+    throw Error(ErrorCode::InvalidArgument, "",
+                fmt::format("add_weighted_adapter: '{}' draws random masks: give torch_seed, the "
+                            "seed torch.manual_seed received before the call",
+                            c.name));
+  }
+}
+
+int new_rank_for(const Combination& c, std::span<const MergeAdapter> sources, int svd_rank) {
+  int sum = 0, max = 0;
+  for (const auto& s : sources) {
+    sum += s.config.r();
+    max = std::max(max, s.config.r());
+    if (c.family == Family::PerFactor && s.config.r() != sources[0].config.r()) {
+      throw Error(
+          ErrorCode::InvalidArgument, s.config.source(),
+          fmt::format("add_weighted_adapter: '{}' needs source adapters of equal rank r "
+                      "({} has {}, {} has {}); PEFT refuses different ranks for linear, "
+                      "ties, dare_linear, dare_ties and magnitude_prune",
+                      c.name, sources[0].name, sources[0].config.r(), s.name, s.config.r()));
+    }
+  }
+  switch (c.family) {
+    case Family::Cat:
+      return sum;
+    case Family::PerFactor:
+      return sources[0].config.r();
+    case Family::PerDelta:
+      return svd_rank > 0 ? svd_rank : max;
+  }
+  return max;
+}
+
+// The svd family reshapes Linear, Embedding and Conv2d deltas to matrices; a Conv1d (3-d)
+// delta reaches the SVD as it is and PEFT fails.
+void check_svd_shape(const merge::ModuleSources& m, std::string_view combination) {
+  const std::size_t rank = m.parts.front()->a.rank();
+  if (rank == 2 || rank == 4) return;
+  throw Error(ErrorCode::Unsupported, "",
+              fmt::format("add_weighted_adapter: '{}' cannot combine '{}': PEFT reshapes only "
+                          "Linear, Embedding and Conv2d deltas for the svd and fails on this "
+                          "{}-d one",
+                          combination, m.path, rank + 0));
+}
+
+// Per module: the combined adapter's shape as PEFT creates it (for the draws it makes).
+merge::CreatedModule created_module(const merge::ModuleSources& m, const PeftConfig& config) {
+  const Tensor& a = m.parts.front()->a;
+  const auto rows = a.shape().at(0);
+  std::string layer = m.path;
+  if (const auto at = layer.find(".base_layer"); at != std::string::npos) layer.resize(at);
+  return merge::CreatedModule{m.path, static_cast<std::uint64_t>(rank_for(config, layer)),
+                              a.numel() / rows, m.parts.front()->b.shape().at(0),
+                              m.parts.front()->embedding};
+}
+
+merge::CombinedFactors combine_module(Family family, const merge::ModuleSources& m,
+                                      const merge::TaskMix& mix, const merge::SvdRequest& svd) {
+  switch (family) {
+    case Family::Cat:
+      return merge::combine_cat(m);
+    case Family::PerFactor:
+      return merge::combine_per_factor(m, mix);
+    case Family::PerDelta:
+      return merge::combine_per_delta(m, mix, svd);
+  }
+  return merge::combine_cat(m);
+}
+
+Tensor to_tensor(const merge::Mat& m, const Tensor& like, std::uint64_t rank, bool is_a) {
+  Shape shape = like.shape();
+  shape[is_a ? 0 : 1] = rank;
+  return Tensor::from_doubles(DType::F32, shape, m.v);
 }
 
 }  // namespace
 
+std::span<const std::string_view> weighted_combination_types() {
+  return kNames;
+}
+
+bool combination_draws_masks(std::string_view combination_type) {
+  return find_combination(combination_type).pruning == Pruning::Random;
+}
+
 MergeAdapter add_weighted_adapter(std::span<const MergeAdapter> sources,
-                                  std::span<const double> weights,
-                                  std::string_view combination_type, std::string name,
-                                  int svd_rank) {
+                                  std::span<const double> weights, std::string name,
+                                  const WeightedAdapterOptions& options) {
   if (sources.empty() || sources.size() != weights.size()) {
     throw Error(ErrorCode::InvalidArgument, "",
                 fmt::format("add_weighted_adapter: {} adapters but {} weights", sources.size(),
                             weights.size()));
   }
-  const bool cat = combination_type == "cat";
-  const bool linear = combination_type == "linear";
-  const bool use_svd = combination_type == "svd";
-  if (!cat && !linear && !use_svd) {
-    throw Error(ErrorCode::Unsupported, "",
-                fmt::format("add_weighted_adapter: combination type '{}' is not supported "
-                            "(cat, linear, svd are)",
-                            combination_type));
+  const Combination* asked = &find_combination(options.combination_type);
+  if (sources.size() == 1 && asked->name != "linear") {
+    report_warning(options.warnings, "single_source_linear",
+                   fmt::format("add_weighted_adapter: one source adapter, so PEFT combines it as "
+                               "'linear' instead of '{}'",
+                               asked->name));
+    asked = &find_combination("linear");
   }
-  std::vector<std::map<std::string, Factors>> modules;
-  int rank_sum = 0, rank_max = 0;
-  for (const auto& s : sources) {
-    modules.push_back(lora_modules(s));
-    rank_sum += s.config.r();
-    rank_max = std::max(rank_max, s.config.r());
-    if (linear && s.config.r() != sources[0].config.r()) {
-      throw Error(ErrorCode::InvalidArgument, s.config.source(),
-                  "add_weighted_adapter: 'linear' needs adapters of equal rank");
+  const Combination& c = *asked;
+  check_options(c, options);
+  const int new_rank = new_rank_for(c, sources, options.svd_rank);
+  std::vector<std::map<std::string, SourceFactors>> modules;
+  for (const auto& s : sources) modules.push_back(lora_modules(s));
+  const std::vector<std::string> order = module_order(modules, options.module_order);
+
+  std::vector<merge::ModuleSources> work;
+  for (const auto& module : order) {
+    merge::ModuleSources m{module, {}, {}, static_cast<std::size_t>(new_rank)};
+    for (std::size_t i = 0; i < modules.size(); ++i) {
+      if (const auto it = modules[i].find(module); it != modules[i].end()) {
+        m.parts.push_back(&it->second);
+        m.weights.push_back(weights[i]);
+      }
     }
+    if (c.family == Family::PerDelta) check_svd_shape(m, c.name);
+    work.push_back(std::move(m));
   }
-  const int new_rank = cat       ? rank_sum
-                       : use_svd ? (svd_rank > 0 ? svd_rank : rank_max)
-                                 : sources[0].config.r();
+
   MergeAdapter out{std::move(name), sources[0].config, {}, {}};
   auto& json = out.config.mutable_json();
   json["r"] = new_rank;
   json["lora_alpha"] = new_rank;
+
+  const double density = options.density.value_or(1.0);
+  if (c.pruning != Pruning::None && density >= 1.0) {
+    report_warning(options.warnings, "density_no_pruning",
+                   fmt::format("The density {} is greater than or equal to 1, no pruning will be "
+                               "performed.",
+                               density));
+  }
+  std::optional<numeric::TorchGenerator> generator;
+  if (c.pruning == Pruning::Random && density < 1.0) {
+    // PEFT creates the combined adapter (drawing its throw-away init) before any mask.
+    generator.emplace(*options.torch_seed);
+    std::vector<merge::CreatedModule> created;
+    created.reserve(work.size());
+    for (const auto& m : work) created.push_back(created_module(m, out.config));
+    merge::skip_creation_draws(*generator, sources[0].config, created);
+  }
+  const merge::TaskMix mix{c.pruning, c.elect_sign, density,
+                           options.majority_sign_method == "frequency"
+                               ? merge::SignMethod::Frequency
+                               : merge::SignMethod::Total,
+                           generator ? &*generator : nullptr};
+  const merge::SvdRequest svd{static_cast<std::size_t>(new_rank), options.svd_clamp,
+                              options.svd_full_matrices};
+
   json["rank_pattern"] = nlohmann::json::object();
   json["alpha_pattern"] = nlohmann::json::object();
-  std::vector<std::string> order;
-  for (const auto& m : modules) {
-    for (const auto& [module, unused] : m) {
-      if (std::find(order.begin(), order.end(), module) == order.end()) order.push_back(module);
-    }
-  }
   json["target_modules"] = order;
-  for (const auto& module : order) {
-    std::vector<const Factors*> parts;
-    for (const auto& m : modules) {
-      const auto it = m.find(module);
-      parts.push_back(it == m.end() ? nullptr : &it->second);
-    }
-    const Factors& first = *parts_front_impl(parts);
-    Mat a, b;
-    if (use_svd) {
-      if (first.a.rank() > 2) {
-        throw Error(ErrorCode::Unsupported, "",
-                    fmt::format("add_weighted_adapter: 'svd' cannot combine the convolution "
-                                "'{}': PEFT feeds its {}-d delta to an SVD and fails",
-                                module, first.a.rank()));
-      }
-      Mat total(rows_of(first.b).rows, rows_of(first.a).cols);
-      for (std::size_t i = 0; i < parts.size(); ++i) {
-        if (parts[i] == nullptr) continue;
-        const double s = parts[i]->scaling;
-        merge::add_scaled(total, merge::matmul(rows_of(parts[i]->b), rows_of(parts[i]->a)),
-                          weights[i] * s * s);
-      }
-      const merge::Svd d = merge::svd(total);
-      const std::size_t k = std::min<std::size_t>(new_rank, d.s.size());
-      a = Mat(k, total.cols);
-      b = Mat(total.rows, k);
-      for (std::size_t x = 0; x < k; ++x) {
-        for (std::size_t c = 0; c < total.cols; ++c) a(x, c) = d.v(c, x);
-        for (std::size_t o = 0; o < total.rows; ++o) b(o, x) = d.u(o, x) * d.s[x];
-      }
-    } else {
-      std::tie(a, b) = combine(parts, weights, cat, static_cast<std::size_t>(new_rank));
-    }
-    out.weights.set(first.a_key, to_tensor(a, first.a, a.rows, true));
-    out.weights.set(first.b_key, to_tensor(b, first.b, b.cols, false));
+  for (const auto& m : work) {
+    const merge::CombinedFactors f = combine_module(c.family, m, mix, svd);
+    const SourceFactors& first = *m.parts.front();
+    out.weights.set(first.a_key, to_tensor(f.a, first.a, f.a.rows, true));
+    out.weights.set(first.b_key, to_tensor(f.b, first.b, f.b.cols, false));
   }
   return out;
 }
