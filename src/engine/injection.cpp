@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <unordered_map>
 
 #include "engine/injection_walks.hpp"
@@ -188,21 +189,12 @@ PeftModel inject_adapters(const StateDict& base,
   require_one_type(adapters);
   const PeftConfig& first = adapters.front().second;
   return annotate_errors(first.source(), [&]() -> PeftModel {
-    PeftModel model;
-    switch (rule_for(first).shape) {
-      case ModelShape::Tuner:
-        model = tuner_model(base, adapters, options);
-        break;
-      case ModelShape::PromptLearning:
-        model = prompt_learning_model(base, adapters, options);
-        break;
-      case ModelShape::AdaptionPrompt:
-        model = adaption_prompt_model(base, adapters, options);
-        break;
-      case ModelShape::XLora:
-        model = xlora_model(base, adapters, options);
-        break;
-    }
+    // The builder of each model shape, in ModelShape order.
+    using Builder = PeftModel (*)(const StateDict&, const Adapters&, const InjectionOptions&);
+    static constexpr std::array<Builder, 4> kBuilders = {tuner_model, prompt_learning_model,
+                                                         adaption_prompt_model, xlora_model};
+    PeftModel model =
+        kBuilders.at(static_cast<std::size_t>(rule_for(first).shape))(base, adapters, options);
     model.adapters = adapters;
     model.facts = options.facts;
     make_writable(model.state);

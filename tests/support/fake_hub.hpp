@@ -148,22 +148,38 @@ class FakeHub {
                     req.get_header_value("Authorization"), req.get_header_value("Range")});
   }
 
+  // The repo and commit a request names ("{org}/{name}", revision), or an error answer.
+  struct Located {
+    std::string id;
+    const FakeRepo* repo = nullptr;
+    const std::string* commit = nullptr;
+  };
+  Located locate(const httplib::Request& req, httplib::Response& res) {
+    Located at;
+    at.id = req.matches[1].str() + "/" + req.matches[2].str();
+    const auto repo = repos_.find(at.id);
+    if (refuse_access(req, res, repo == repos_.end() ? nullptr : &repo->second)) return at;
+    at.commit = commit_of(repo->second, req.matches[3].str());
+    if (at.commit == nullptr) {
+      res.status = 404;
+      res.set_header("X-Error-Code", "RevisionNotFound");
+      return at;
+    }
+    at.repo = &repo->second;
+    return at;
+  }
+
   void api(const httplib::Request& req, httplib::Response& res) {
     const std::lock_guard lock(mutex_);
     note(req);
-    const std::string id = req.matches[1].str() + "/" + req.matches[2].str();
-    const auto repo = repos_.find(id);
-    if (refuse_access(req, res, repo == repos_.end() ? nullptr : &repo->second)) return;
-    const std::string* commit = commit_of(repo->second, req.matches[3].str());
-    if (commit == nullptr) {
-      res.status = 404;
-      res.set_header("X-Error-Code", "RevisionNotFound");
-      return;
-    }
+    const Located at = locate(req, res);
+    if (at.repo == nullptr) return;
+    const std::string& id = at.id;
+    const std::string* commit = at.commit;
     std::string siblings;
-    for (const auto& [path, file] : repo->second.commits.at(*commit))
+    for (const auto& [path, file] : at.repo->commits.at(*commit))
       siblings += (siblings.empty() ? "" : ",") + std::string("{\"rfilename\":\"") + path + "\"}";
-    for (const auto& extra : repo->second.extra_siblings)
+    for (const auto& extra : at.repo->extra_siblings)
       siblings += (siblings.empty() ? "" : ",") + std::string("{\"rfilename\":\"") + extra + "\"}";
     res.set_content(
         "{\"id\":\"" + id + "\",\"sha\":\"" + *commit + "\",\"siblings\":[" + siblings + "]}",
@@ -173,17 +189,11 @@ class FakeHub {
   void resolve(const httplib::Request& req, httplib::Response& res) {
     const std::lock_guard lock(mutex_);
     note(req);
-    const std::string id = req.matches[1].str() + "/" + req.matches[2].str();
-    const auto repo = repos_.find(id);
-    if (refuse_access(req, res, repo == repos_.end() ? nullptr : &repo->second)) return;
-    const std::string* commit = commit_of(repo->second, req.matches[3].str());
-    if (commit == nullptr) {
-      res.status = 404;
-      res.set_header("X-Error-Code", "RevisionNotFound");
-      return;
-    }
+    const Located at = locate(req, res);
+    if (at.repo == nullptr) return;
+    const std::string* commit = at.commit;
     res.set_header("X-Repo-Commit", *commit);
-    const auto& files = repo->second.commits.at(*commit);
+    const auto& files = at.repo->commits.at(*commit);
     const auto file = files.find(req.matches[4].str());
     if (file == files.end()) {
       res.status = 404;
