@@ -440,6 +440,47 @@ TEST(CliMerge, InvalidInputExitsOneWithOneLine) {
   }
 }
 
+// The numeric libraries are loaded when a merge needs them, never at start-up
+// (merge/numeric_libs.hpp): the dynamic loader's own log (LD_DEBUG=files) lists what each
+// command maps.
+TEST(CliMerge, OnlyMergingLoadsTheNumericLibraries) {
+  Workspace w;
+  const auto loads = [](std::vector<std::string> args) {
+    args.insert(args.begin(),
+                {"/usr/bin/env", "LD_DEBUG=files", testing::peftcpp_binary().string()});
+    const auto r = testing::run_command(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err.substr(r.err.size() > 2000 ? r.err.size() - 2000 : 0);
+    return r.err;
+  };
+  const std::vector<std::string> numeric = {"libopenblas", "liblapacke", "libfftw3"};
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--version"},
+           {"inspect", w("a")},
+           {"validate", w("a")},
+           {"convert", w("a") + "/adapter_model.safetensors", w("a.bin")}}) {
+    const std::string log = loads(args);
+    for (const auto& library : numeric) {
+      EXPECT_EQ(log.find(library), std::string::npos) << args[0] << " loaded " << library;
+    }
+  }
+  EXPECT_NE(loads({"merge", "--base", w("base"), "--adapter", w("a"), "--out", w("merged")})
+                .find("libopenblas"),
+            std::string::npos);
+}
+
+TEST(CliMerge, MissingNumericLibraryIsAClearError) {
+  Workspace w;
+  const std::string missing = w("no-such-dir/libopenblas.so.0");
+  const auto r = testing::run_command({"/usr/bin/env", "PEFTCPP_BLAS_LIBRARY=" + missing,
+                                       testing::peftcpp_binary().string(), "merge", "--base",
+                                       w("base"), "--adapter", w("a"), "--out", w("merged")});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find(missing), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("PEFTCPP_BLAS_LIBRARY"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("libopenblas0"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(w.dir / "merged"));
+}
+
 TEST(CliMerge, HelpHasExamples) {
   for (const char* command : {"merge", "unmerge"}) {
     const auto r = peftcpp({command, "--help"});

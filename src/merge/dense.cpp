@@ -1,8 +1,5 @@
 #include "merge/dense.hpp"
 
-#include <cblas.h>
-#include <lapacke.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -10,15 +7,19 @@
 
 #include <fmt/format.h>
 
+#include "merge/numeric_libs.hpp"
 #include "peft/error.hpp"
 
 namespace peft::merge {
 
-SingleThreadedBlas::SingleThreadedBlas() : previous_(openblas_get_num_threads()) {
-  openblas_set_num_threads(1);
+SingleThreadedBlas::SingleThreadedBlas() {
+  const numeric::Blas& blas = numeric::blas();
+  if (blas.get_num_threads == nullptr || blas.set_num_threads == nullptr) return;
+  previous_ = blas.get_num_threads();
+  blas.set_num_threads(1);
 }
 SingleThreadedBlas::~SingleThreadedBlas() {
-  openblas_set_num_threads(previous_);
+  if (previous_ > 0) numeric::blas().set_num_threads(previous_);
 }
 
 Mat identity(std::size_t n) {
@@ -66,10 +67,10 @@ Mat matmul(const Mat& a, const Mat& b) {
   }
   Mat c(a.rows, b.cols);
   if (a.rows == 0 || b.cols == 0 || a.cols == 0) return c;
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(a.rows),
-              static_cast<int>(b.cols), static_cast<int>(a.cols), 1.0, a.v.data(),
-              static_cast<int>(a.cols), b.v.data(), static_cast<int>(b.cols), 0.0, c.v.data(),
-              static_cast<int>(c.cols));
+  numeric::blas().dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(a.rows),
+                        static_cast<int>(b.cols), static_cast<int>(a.cols), 1.0, a.v.data(),
+                        static_cast<int>(a.cols), b.v.data(), static_cast<int>(b.cols), 0.0,
+                        c.v.data(), static_cast<int>(c.cols));
   return c;
 }
 
@@ -101,8 +102,10 @@ Mat inverse(const Mat& a) {
   if (n == 0) return a;
   Mat inv = a;
   std::vector<lapack_int> pivots(a.rows);
-  if (LAPACKE_dgetrf(LAPACK_ROW_MAJOR, n, n, inv.v.data(), n, pivots.data()) != 0) singular();
-  if (LAPACKE_dgetri(LAPACK_ROW_MAJOR, n, inv.v.data(), n, pivots.data()) != 0) singular();
+  if (numeric::lapack().dgetrf(LAPACK_ROW_MAJOR, n, n, inv.v.data(), n, pivots.data()) != 0)
+    singular();
+  if (numeric::lapack().dgetri(LAPACK_ROW_MAJOR, n, inv.v.data(), n, pivots.data()) != 0)
+    singular();
   return inv;
 }
 
@@ -119,8 +122,8 @@ Mat solve_right(const Mat& b, const Mat& a) {
   Mat at = transpose(a);
   Mat bt = transpose(b);  // [n, rhs]
   std::vector<lapack_int> pivots(a.rows);
-  if (LAPACKE_dgesv(LAPACK_ROW_MAJOR, n, rhs, at.v.data(), n, pivots.data(), bt.v.data(), rhs) !=
-      0) {
+  if (numeric::lapack().dgesv(LAPACK_ROW_MAJOR, n, rhs, at.v.data(), n, pivots.data(), bt.v.data(),
+                              rhs) != 0) {
     singular();
   }
   return transpose(bt);
@@ -145,8 +148,9 @@ Svd svd(const Mat& a) {
   }
   Mat work = a;  // dgesdd overwrites its input
   const int m = lapack_size(a.rows), n = lapack_size(a.cols), kk = lapack_size(k);
-  const lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', m, n, work.v.data(), n,
-                                         out.s.data(), out.u.v.data(), kk, out.v.v.data(), n);
+  const lapack_int info =
+      numeric::lapack().dgesdd(LAPACK_ROW_MAJOR, 'S', m, n, work.v.data(), n, out.s.data(),
+                               out.u.v.data(), kk, out.v.v.data(), n);
   if (info != 0) {
     throw Error(ErrorCode::InvalidArgument, "",
                 fmt::format("the SVD of a [{}, {}] matrix did not converge (LAPACK dgesdd info {})",

@@ -1,7 +1,8 @@
 // Small dense float64 linear algebra for the merge rules. Every rule computes in float64
 // and rounds once to the base dtype, which stays within the fixtures' tolerance of PEFT's
 // float32 arithmetic (their tolerance is measured against a float64 reference). Products
-// go through BLAS (cblas_dgemm), inverses, solves and SVDs through LAPACK (OpenBLAS's).
+// go through BLAS (dgemm), inverses, solves and SVDs through LAPACKE, both loaded on first use
+// (merge/numeric_libs.hpp).
 #pragma once
 
 #include <cstddef>
@@ -35,7 +36,7 @@ class SingleThreadedBlas {
   SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 
  private:
-  int previous_;
+  int previous_ = 0;  // 0: the BLAS has no thread control
 };
 
 Mat identity(std::size_t n);

@@ -1,9 +1,9 @@
 #include "merge/fused_lora.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cstring>
+
+#include "merge/numeric_libs.hpp"
 
 namespace peft::merge {
 namespace {
@@ -73,10 +73,10 @@ void fused_lora_add(DType dtype, std::span<const std::byte> in, std::span<std::b
   std::vector<float>& tile = tile_buffer(block * f.cols);
   for (std::size_t row = 0; row < f.rows; row += block) {
     const std::size_t rows = std::min(block, f.rows - row);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
-                static_cast<int>(f.cols), static_cast<int>(f.rank), f.scaling,
-                f.b.data() + row * f.rank, static_cast<int>(f.rank), f.a.data(),
-                static_cast<int>(f.cols), 0.0f, tile.data(), static_cast<int>(f.cols));
+    numeric::blas().sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
+                          static_cast<int>(f.cols), static_cast<int>(f.rank), f.scaling,
+                          f.b.data() + row * f.rank, static_cast<int>(f.rank), f.a.data(),
+                          static_cast<int>(f.cols), 0.0f, tile.data(), static_cast<int>(f.cols));
     const std::size_t offset = row * f.cols * size;
     const std::byte* src = in.data() + offset;
     std::byte* dst = out.data() + offset;

@@ -26,7 +26,7 @@ struct FloatFactors {
 bool fused_dtype(DType dtype) noexcept;
 
 // out = round_to_dtype(float(in) + scaling * B @ A), `in` and `out` holding rows x cols
-// elements of `dtype` (they may be the same buffer). Uses cblas_sgemm on the calling thread.
+// elements of `dtype` (they may be the same buffer). Uses BLAS sgemm on the calling thread.
 void fused_lora_add(DType dtype, std::span<const std::byte> in, std::span<std::byte> out,
                     const FloatFactors& factors);
 

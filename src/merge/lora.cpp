@@ -2,13 +2,13 @@
 // in every layer flavour PEFT merges: Linear (and GPT-2 Conv1D through fan_in_fan_out),
 // Embedding, ConvNd, nn.MultiheadAttention, target_parameters (incl. 3-D expert weights);
 // plus DoRA's magnitude rescaling and lora_bias.
-#include <cblas.h>
 
 #include <cmath>
 #include <memory>
 
 #include <fmt/format.h>
 
+#include "merge/numeric_libs.hpp"
 #include "merge/plan.hpp"
 #include "peft/error.hpp"
 #include "peft/module_match.hpp"
@@ -235,10 +235,10 @@ void build_lora(const ModuleInput& in, std::vector<Op>& ops) {
       if (layout.transposed || w.size() != out * in_features) return false;
       const Mat am = as_matrix(a, r, in_features, origin + ": lora_A");
       const Mat bm = as_matrix(b, out, r, origin + ": lora_B");
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(out),
-                  static_cast<int>(in_features), static_cast<int>(r), factor, bm.v.data(),
-                  static_cast<int>(r), am.v.data(), static_cast<int>(in_features), 1.0, w.data(),
-                  static_cast<int>(in_features));
+      numeric::blas().dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(out),
+                            static_cast<int>(in_features), static_cast<int>(r), factor, bm.v.data(),
+                            static_cast<int>(r), am.v.data(), static_cast<int>(in_features), 1.0,
+                            w.data(), static_cast<int>(in_features));
       return true;
     };
   }

@@ -5,14 +5,13 @@
 // D is real, so Re(ifft2(D)) = ifft2(H) with H[k, l] = (D[k, l] + D[-k, -l]) / 2, its
 // Hermitian part (the rest transforms to a purely imaginary matrix). H is Hermitian, so
 // FFTW's complex-to-real transform computes the result from half of H, in O(MN log MN).
-#include <fftw3.h>
-
 #include <memory>
 #include <mutex>
 #include <unordered_map>
 
 #include <fmt/format.h>
 
+#include "merge/numeric_libs.hpp"
 #include "merge/plan.hpp"
 #include "peft/error.hpp"
 
@@ -26,7 +25,7 @@ std::mutex& fftw_planner_mutex() {
 }
 
 struct FftwFree {
-  void operator()(void* p) const { fftw_free(p); }
+  void operator()(void* p) const { numeric::fftw().free(p); }
 };
 
 // Re(ifft2(dense)) of a real [rows, cols] matrix given as its nonzero entries, scaled by
@@ -35,7 +34,7 @@ Mat real_inverse_dft(std::size_t rows, std::size_t cols, const std::vector<std::
                      const Values& values, double factor) {
   const std::size_t half = cols / 2 + 1;
   std::unique_ptr<fftw_complex[], FftwFree> spectrum(
-      static_cast<fftw_complex*>(fftw_malloc(sizeof(fftw_complex) * rows * half)));
+      static_cast<fftw_complex*>(numeric::fftw().malloc(sizeof(fftw_complex) * rows * half)));
   Mat out(rows, cols);
   if (!spectrum) throw std::bad_alloc();
   std::fill_n(&spectrum[0][0], 2 * rows * half, 0.0);
@@ -56,15 +55,15 @@ Mat real_inverse_dft(std::size_t rows, std::size_t cols, const std::vector<std::
   fftw_plan plan = nullptr;
   {
     const std::lock_guard lock(fftw_planner_mutex());
-    plan = fftw_plan_dft_c2r_2d(static_cast<int>(rows), static_cast<int>(cols), spectrum.get(),
-                                out.v.data(), FFTW_ESTIMATE);
+    plan = numeric::fftw().plan_dft_c2r_2d(static_cast<int>(rows), static_cast<int>(cols),
+                                           spectrum.get(), out.v.data(), FFTW_ESTIMATE);
   }
   if (plan == nullptr)
     throw Error(ErrorCode::InvalidArgument, "", "FFTW could not plan the transform");
-  fftw_execute(plan);
+  numeric::fftw().execute(plan);
   {
     const std::lock_guard lock(fftw_planner_mutex());
-    fftw_destroy_plan(plan);
+    numeric::fftw().destroy_plan(plan);
   }
   const double scale = factor / static_cast<double>(rows * cols);
   for (double& v : out.v) v *= scale;
