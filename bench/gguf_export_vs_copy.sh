@@ -2,13 +2,13 @@
 # Whole-command benchmark of `peftcpp export-gguf` against `cp` of the adapter file.
 # Generates (once, in $WORK, default /tmp/peftcpp-gguf-bench) a Llama-7B-shaped LoRA adapter
 # (r 16 on the seven projections of 16 layers: 80 MB of F32 factors) and its base config,
-# then times each command $RUNS times (default 7; page cache warm, output removed before
-# each run) and prints the best and median wall times and the ratio to cp.
+# then times each command with hyperfine, $RUNS runs (default 10; page cache warm, output
+# removed before each run), and prints the best and median wall times and the ratios to cp.
 # usage: bench/gguf_export_vs_copy.sh [path/to/peftcpp]
 set -euo pipefail
 peftcpp=$(realpath "${1:-build/peftcpp}")
 work=${WORK:-/tmp/peftcpp-gguf-bench}
-runs=${RUNS:-7}
+runs=${RUNS:-10}
 mkdir -p "$work"
 if [ ! -f "$work/adapter/adapter_model.safetensors" ]; then
   python3 - "$work" <<'PY'
@@ -45,31 +45,24 @@ json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden
 PY
 fi
 src="$work/adapter/adapter_model.safetensors"
-echo "adapter: $(du -m "$src" | cut -f1) MB, $runs runs each (page cache warm)"
-
-measure() {  # measure LABEL OUTPUT COMMAND...: prints "best median" in seconds
-  local label=$1 out=$2
-  shift 2
-  local times=()
-  "$@" >/dev/null 2>&1  # warm-up
-  for _ in $(seq "$runs"); do
-    rm -f "$out"
-    local start end
-    start=$(date +%s.%N)
-    "$@" >/dev/null 2>&1
-    end=$(date +%s.%N)
-    times+=("$(echo "$end - $start" | bc -l)")
-  done
-  printf '%s\n' "${times[@]}" | sort -g | awk -v label="$label" '
-    { t[NR] = $1 } END { printf "%-28s best %.3f s  median %.3f s\n", label, t[1], t[int((NR + 1) / 2)] }'
-}
-
-cp_line=$(measure "cp" "$work/copy.safetensors" cp "$src" "$work/copy.safetensors")
-echo "$cp_line"
-cp_best=$(echo "$cp_line" | awk '{print $3}')
-for type in bf16 f32; do
-  line=$(measure "export-gguf --outtype $type" "$work/out.gguf" \
-    "$peftcpp" export-gguf "$work/adapter" --base "$work/base" --out "$work/out.gguf" --outtype "$type" -q)
-  best=$(echo "$line" | awk '{print $5}')
-  echo "$line  ($(echo "$best / $cp_best" | bc -l | xargs printf '%.2f')x cp)"
-done
+if ! command -v hyperfine >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine >/dev/null 2>&1 ||
+    { echo "gguf_export_vs_copy.sh: hyperfine is needed (Debian package hyperfine)" >&2; exit 1; }
+fi
+echo "adapter: $(du -m "$src" | cut -f1) MB, $runs runs each (page cache warm, output removed before each)"
+hyperfine -N --style none --warmup 2 --runs "$runs" --export-json "$work/times.json" \
+  --prepare "rm -f $work/copy.safetensors" -n cp "cp $src $work/copy.safetensors" \
+  --prepare "rm -f $work/out.gguf" -n "export-gguf --outtype bf16" \
+  "$peftcpp export-gguf $work/adapter --base $work/base --out $work/out.gguf --outtype bf16 -q" \
+  --prepare "rm -f $work/out.gguf" -n "export-gguf --outtype f32" \
+  "$peftcpp export-gguf $work/adapter --base $work/base --out $work/out.gguf --outtype f32 -q" \
+  >/dev/null 2>&1
+python3 - "$work/times.json" <<'PY'
+import json, statistics, sys
+results = json.load(open(sys.argv[1]))["results"]
+cp = results[0]
+for r in results:
+    best, median = min(r["times"]), statistics.median(r["times"])
+    ratio = "" if r is cp else f"  ({best / min(cp['times']):.2f}x cp best, {median / statistics.median(cp['times']):.2f}x median)"
+    print(f"{r['command']:<28} best {best:.3f} s  median {median:.3f} s{ratio}")
+PY

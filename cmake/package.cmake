@@ -19,11 +19,13 @@ if(BUILD_SHARED_LIBS)
   set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${PROJECT_BINARY_DIR})
   set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 endif()
-# The merge functions load BLAS, LAPACKE and FFTW3 at run time (dlopen), which dpkg-shlibdeps
-# cannot see: they are named here, and the computed dependencies are added to them.
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "libopenblas0 | libopenblas0-pthread, liblapacke, libfftw3-double3")
+# Merging loads BLAS, LAPACKE and FFTW3, downloading libcurl and libcrypto, at run time
+# (dlopen), which dpkg-shlibdeps cannot see: they are named here, and the computed dependencies
+# are added to them.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS
+  "libopenblas0 | libopenblas0-pthread, liblapacke, libfftw3-double3, libcurl4, libssl3")
 # Building against the headers and the library needs the -dev packages (nlohmann_json is used
 # by the C++ headers; a static libpeftcpp.a needs the others at link time).
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS
-  "nlohmann-json3-dev, libfmt-dev, libpcre2-dev, libdeflate-dev, libcurl4-openssl-dev, libssl-dev, pkg-config")
+  "nlohmann-json3-dev, libfmt-dev, libpcre2-dev, libdeflate-dev, pkg-config")
 include(CPack)

@@ -72,11 +72,11 @@ PEFT_API bool is_convertible(DType dtype) noexcept;
 // round to nearest even, NaN and infinities preserved. Inline: they run per element in
 // every conversion and merge loop.
 inline std::uint16_t f32_to_bf16(float value) noexcept {
-  // c10::BFloat16 round_to_nearest_even: NaN becomes the canonical quiet NaN 0x7FC0.
-  if (value != value) return 0x7FC0;
+  // c10::BFloat16 round_to_nearest_even: NaN becomes the canonical quiet NaN 0x7FC0. Written
+  // without a branch (NaN: magnitude bits above infinity's) so that loops over it vectorise.
   const auto bits = std::bit_cast<std::uint32_t>(value);
-  const std::uint32_t rounding_bias = 0x7FFFu + ((bits >> 16) & 1u);
-  return static_cast<std::uint16_t>((bits + rounding_bias) >> 16);
+  const std::uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+  return static_cast<std::uint16_t>((bits & 0x7FFFFFFFu) > 0x7F800000u ? 0x7FC0u : rounded);
 }
 
 inline float bf16_to_f32(std::uint16_t bits) noexcept {

@@ -26,12 +26,13 @@ namespace {
 struct MappingSlot {
   std::atomic<std::uintptr_t> begin{0};
   std::atomic<std::size_t> length{0};
+  std::atomic<int> fd{-1};  // the mapped file, open while the mapping lives (mapped_region)
   char path[512] = {};
 };
 std::array<MappingSlot, 64> g_mappings;
 
 MappingSlot* register_mapping(const void* address, std::size_t length,
-                              const std::filesystem::path& path) {
+                              const std::filesystem::path& path, int fd) {
   for (auto& slot : g_mappings) {
     std::uintptr_t expected = 0;
     if (!slot.begin.compare_exchange_strong(expected, reinterpret_cast<std::uintptr_t>(address)))
@@ -40,6 +41,7 @@ MappingSlot* register_mapping(const void* address, std::size_t length,
     const std::size_t n = std::min(text.size(), sizeof slot.path - 1);
     std::memcpy(slot.path, text.data(), n);
     slot.path[n] = '\0';
+    slot.fd.store(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
     slot.length.store(length);
     return &slot;
   }
@@ -56,6 +58,8 @@ struct Mapping {
   ~Mapping() {
     if (slot != nullptr) {
       slot->length.store(0);
+      const int fd = slot->fd.exchange(-1);
+      if (fd >= 0) ::close(fd);
       slot->begin.store(0);
     }
     ::munmap(address, length);
@@ -117,7 +121,8 @@ FileBytes map_file(const std::filesystem::path& path, bool allow_mmap) {
     if (address != MAP_FAILED) {
       FileBytes out;
       out.bytes = std::span<const std::byte>(static_cast<const std::byte*>(address), size);
-      out.owner = std::make_shared<Mapping>(address, size, register_mapping(address, size, path));
+      out.owner =
+          std::make_shared<Mapping>(address, size, register_mapping(address, size, path, fd.get()));
       out.mapped = true;
       return out;
     }
@@ -134,6 +139,19 @@ const char* mapped_file_containing(const void* address) noexcept {
     if (begin != 0 && at >= begin && at - begin < length) return slot.path;
   }
   return nullptr;
+}
+
+std::optional<MappedRegion> mapped_region(const void* address) noexcept {
+  const auto at = reinterpret_cast<std::uintptr_t>(address);
+  for (const auto& slot : g_mappings) {
+    const std::uintptr_t begin = slot.begin.load();
+    const std::size_t length = slot.length.load();
+    const int fd = slot.fd.load();
+    if (begin != 0 && at >= begin && at - begin < length && fd >= 0) {
+      return MappedRegion{fd, at - begin, slot.path};
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace peft::formats

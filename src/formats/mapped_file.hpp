@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 
 namespace peft::formats {
@@ -21,5 +23,17 @@ FileBytes map_file(const std::filesystem::path& path, bool allow_mmap = true);
 // The path of the live mapping that holds `address`, or nullptr. Async-signal-safe (for
 // a SIGBUS handler); a path longer than 511 bytes is cut.
 const char* mapped_file_containing(const void* address) noexcept;
+
+// Where `address` (inside a live mapping made by map_file) lies in its file: a descriptor of
+// that file, open as long as the mapping lives, and the offset. A caller that makes one pass
+// over many mapped bytes reads them with pread/copy_file_range instead: on this project's VMs,
+// touching mapped page-cache pages costs several times what read() into a small reused buffer
+// does (docs/gguf.md, "Performance"). nullopt for heap buffers and unregistered mappings.
+struct MappedRegion {
+  int fd = -1;
+  std::uint64_t offset = 0;
+  const char* path = "";  // for messages; cut at 511 bytes
+};
+std::optional<MappedRegion> mapped_region(const void* address) noexcept;
 
 }  // namespace peft::formats

@@ -4,9 +4,8 @@
 #include <cctype>
 #include <cstdlib>
 #include <memory>
-#include <mutex>
 
-#include <curl/curl.h>
+#include "hub/net_libs.hpp"
 
 namespace peft::hub {
 
@@ -22,11 +21,6 @@ bool HttpHeaders::has(std::string_view name) const {
 }
 
 namespace {
-
-void global_init() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
 
 struct Transfer {
   const HttpRequest* request;
@@ -65,7 +59,7 @@ std::size_t on_data(char* data, std::size_t size, std::size_t count, void* user)
   const std::string_view chunk(data, size * count);
   // The status is known once the body starts: on_body may look at it.
   long& status = transfer->response->status;
-  curl_easy_getinfo(transfer->curl, CURLINFO_RESPONSE_CODE, &status);
+  net::curl().easy_getinfo(transfer->curl, CURLINFO_RESPONSE_CODE, &status);
   const bool success = status >= 200 && status < 300;
   if (success && transfer->request->on_body) {
     if (!transfer->request->on_body(chunk)) {
@@ -85,7 +79,7 @@ void set_ca_bundle(CURL* curl) {
   for (const char* name : {"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"}) {
     const char* value = std::getenv(name);
     if (value != nullptr && *value != '\0') {
-      curl_easy_setopt(curl, CURLOPT_CAINFO, value);
+      net::curl().easy_setopt(curl, CURLOPT_CAINFO, value);
       return;
     }
   }
@@ -94,41 +88,39 @@ void set_ca_bundle(CURL* curl) {
 }  // namespace
 
 bool http_request(const HttpRequest& request, HttpResponse& response, TransportFailure& failure) {
-  global_init();
+  const net::Curl& lib = net::curl();  // loads libcurl on the first request
   response = HttpResponse{};
-  const std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(),
-                                                                 &curl_easy_cleanup);
+  const std::unique_ptr<CURL, decltype(lib.easy_cleanup)> curl(lib.easy_init(), lib.easy_cleanup);
   if (!curl) {
     failure.what = "curl_easy_init failed";
     return false;
   }
   Transfer transfer{&request, &response, curl.get()};
   curl_slist* list = nullptr;
-  for (const auto& header : request.headers) list = curl_slist_append(list, header.c_str());
-  const std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(list,
-                                                                            &curl_slist_free_all);
+  for (const auto& header : request.headers) list = lib.slist_append(list, header.c_str());
+  const std::unique_ptr<curl_slist, decltype(lib.slist_free_all)> headers(list, lib.slist_free_all);
   CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, request.url.c_str());
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  if (request.method == "HEAD") curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  lib.easy_setopt(c, CURLOPT_URL, request.url.c_str());
+  lib.easy_setopt(c, CURLOPT_HTTPHEADER, list);
+  lib.easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  lib.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  lib.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  if (request.method == "HEAD") lib.easy_setopt(c, CURLOPT_NOBODY, 1L);
   const auto timeout = static_cast<long>(std::max(1.0, request.timeout + 0.5));
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, timeout);
+  lib.easy_setopt(c, CURLOPT_CONNECTTIMEOUT, timeout);
   // A read timeout as requests has it: fail when nothing arrives for `timeout` seconds.
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, timeout);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &on_header);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &transfer);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &on_data);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &transfer);
-  curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024L);
+  lib.easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  lib.easy_setopt(c, CURLOPT_LOW_SPEED_TIME, timeout);
+  lib.easy_setopt(c, CURLOPT_HEADERFUNCTION, &on_header);
+  lib.easy_setopt(c, CURLOPT_HEADERDATA, &transfer);
+  lib.easy_setopt(c, CURLOPT_WRITEFUNCTION, &on_data);
+  lib.easy_setopt(c, CURLOPT_WRITEDATA, &transfer);
+  lib.easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024L);
   set_ca_bundle(c);
-  const CURLcode code = curl_easy_perform(c);
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
+  const CURLcode code = lib.easy_perform(c);
+  lib.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
   if (code != CURLE_OK) {
-    failure.what = curl_easy_strerror(code);
+    failure.what = lib.easy_strerror(code);
     failure.aborted = transfer.aborted;
     failure.unreachable = code == CURLE_COULDNT_RESOLVE_HOST ||
                           code == CURLE_COULDNT_RESOLVE_PROXY || code == CURLE_COULDNT_CONNECT;

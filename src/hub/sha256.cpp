@@ -1,22 +1,23 @@
 #include "hub/sha256.hpp"
 
-#include <openssl/evp.h>
-
 #include <new>
 
 #include <fmt/format.h>
 
+#include "hub/net_libs.hpp"
+
 namespace peft::hub {
 
 struct Sha256::State {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  const net::Crypto& crypto = net::crypto();
+  EVP_MD_CTX* ctx = crypto.md_ctx_new();
   State() {
-    if (ctx == nullptr || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1)
+    if (ctx == nullptr || crypto.digest_init(ctx, crypto.sha256(), nullptr) != 1)
       throw std::bad_alloc();
   }
   State(const State&) = delete;
   State& operator=(const State&) = delete;
-  ~State() { EVP_MD_CTX_free(ctx); }
+  ~State() { crypto.md_ctx_free(ctx); }
 };
 
 Sha256::Sha256() : state_(std::make_unique<State>()) {}
@@ -25,13 +26,13 @@ Sha256& Sha256::operator=(Sha256&&) noexcept = default;
 Sha256::~Sha256() = default;
 
 void Sha256::update(std::string_view bytes) {
-  EVP_DigestUpdate(state_->ctx, bytes.data(), bytes.size());
+  state_->crypto.digest_update(state_->ctx, bytes.data(), bytes.size());
 }
 
 std::string Sha256::hex_digest() {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
-  EVP_DigestFinal_ex(state_->ctx, digest, &size);
+  state_->crypto.digest_final(state_->ctx, digest, &size);
   std::string out;
   out.reserve(std::size_t{2} * size);
   for (unsigned int i = 0; i < size; ++i) out += fmt::format("{:02x}", digest[i]);

@@ -1,10 +1,9 @@
 // The numeric libraries of the merge layer (BLAS, LAPACKE, FFTW3), loaded on first use.
 //
-// They are not linked: dlopen() maps them the first time a merge needs one, so every program
-// and command that does not merge (inspect, convert, validate, export-gguf, a reader linking
-// libpeftcpp) starts without them. Linking them cost ~9 ms per process and OpenBLAS's thread
-// pool, started by its constructor, spun in sched_yield in commands that never multiply
-// (docs/library.md §7). A library that cannot be loaded is an Error naming it and its package.
+// They are not linked: they are mapped (core/shared_library.hpp) the first time a merge needs
+// one, so every program and command that does not merge starts without them. Linked, they cost
+// ~9 ms per process, and OpenBLAS's thread pool, started by its constructor, spun in
+// sched_yield in commands that never multiply (docs/library.md §7).
 //
 // Each library's file name defaults to the SONAME Debian's packages install and can be
 // overridden by an environment variable (PEFTCPP_BLAS_LIBRARY, PEFTCPP_LAPACKE_LIBRARY,

@@ -2,17 +2,21 @@
 // architecture below; the GGUF bytes come from formats/gguf.
 #include "peft/gguf_export.hpp"
 
-#include <fmt/format.h>
+#include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <map>
 #include <optional>
 
+#include <fmt/format.h>
+
 #include "formats/atomic_file.hpp"
 #include "formats/gguf.hpp"
 #include "formats/json_file.hpp"
+#include "formats/mapped_file.hpp"
 #include "peft/error.hpp"
 #include "peft/module_match.hpp"
 
@@ -254,13 +258,48 @@ void store_floats(std::size_t count, At at, DType dtype, std::vector<std::byte>&
   }
 }
 
-// The tensor's bytes, borrowed or produced in `scratch`.
-std::span<const std::byte> bytes_of(const Encoded& e, std::vector<std::byte>& scratch) {
-  const Tensor& source = *e.source;
+// Buffers reused across tensors: the source bytes as read, and the converted bytes.
+struct Buffers {
+  std::vector<std::byte> input;
+  std::vector<std::byte> output;
+};
+
+// The source tensor's bytes. Bytes that lie in a mapped file are read with pread into
+// `buffer`: one pass over mapped page-cache pages costs several times a read() into a
+// small reused buffer on this project's VMs (docs/gguf.md, "Performance").
+std::span<const std::byte> source_bytes(const Tensor& source, std::vector<std::byte>& buffer) {
+  const std::span<const std::byte> bytes = source.bytes();
+  const auto region = bytes.empty() ? std::nullopt : formats::mapped_region(bytes.data());
+  if (!region) return bytes;
+  buffer.resize(bytes.size());
+  std::size_t got = 0;
+  while (got < bytes.size()) {
+    const ssize_t n = ::pread(region->fd, buffer.data() + got, bytes.size() - got,
+                              static_cast<off_t>(region->offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      throw Error(ErrorCode::Io, region->path,
+                  n == 0 ? std::string("the file was truncated while it was read")
+                         : fmt::format("read failed: {}", std::strerror(errno)));
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  return buffer;
+}
+
+bool passes_through(const Encoded& e) {
+  return e.header.type != GgmlType::Q8_0 && e.layout.identity() &&
+         e.source->dtype() == dtype_of(e.header.type);
+}
+
+// The tensor's bytes converted (dtype, permutation, scale folding, transposition) into
+// `buffers.output`.
+std::span<const std::byte> converted_bytes(const Encoded& e, Buffers& buffers) {
+  const Tensor& original = *e.source;
+  const Tensor source = Tensor::view(original.dtype(), original.shape(),
+                                     source_bytes(original, buffers.input), nullptr);
   const GgmlType type = e.header.type;
-  if (type != GgmlType::Q8_0 && e.layout.identity() && source.dtype() == dtype_of(type))
-    return source.bytes();
-  // Read as float32 in place (maybe unaligned): the adapter's own bytes when it is F32.
+  // Read as float32 in place (maybe unaligned): the source's own bytes when it is F32.
   const Tensor f32 = source.to(DType::F32);
   const std::byte* src = f32.bytes().data();
   const Layout& layout = e.layout;
@@ -274,6 +313,7 @@ std::span<const std::byte> bytes_of(const Encoded& e, std::vector<std::byte>& sc
     return layout.fold == 1.0 ? v : static_cast<float>(static_cast<double>(v) * layout.fold);
   };
   const std::size_t count = source.numel();
+  std::vector<std::byte>& scratch = buffers.output;
   if (type == GgmlType::Q8_0) {
     std::vector<float> values(count);
     for (std::size_t i = 0; i < count; ++i) values[i] = moved(i);
@@ -284,6 +324,24 @@ std::span<const std::byte> bytes_of(const Encoded& e, std::vector<std::byte>& sc
     store_floats(count, moved, dtype_of(type), scratch);
   }
   return scratch;
+}
+
+// Appends one tensor's bytes to `file`; returns how many. Bytes that pass through unchanged
+// are copied from the adapter file by the kernel (copy_file_range), as cp copies.
+std::uint64_t write_tensor(formats::AtomicFile& file, const Encoded& e, Buffers& buffers) {
+  if (passes_through(e)) {
+    const std::span<const std::byte> bytes = e.source->bytes();
+    const auto region = bytes.empty() ? std::nullopt : formats::mapped_region(bytes.data());
+    if (region) {
+      file.copy_from(region->fd, region->offset, bytes.size(), region->path);
+    } else {
+      file.write(bytes);
+    }
+    return bytes.size();
+  }
+  const std::span<const std::byte> bytes = converted_bytes(e, buffers);
+  file.write(bytes);
+  return bytes.size();
 }
 
 struct Factors {
@@ -448,13 +506,12 @@ GgufExportResult export_gguf(const std::string& adapter, const std::string& base
     formats::AtomicFile file(out);
     file.write(header);
     std::uint64_t size = header.size();
-    std::vector<std::byte> scratch;
+    Buffers buffers;
     for (const Encoded& e : encoded) {
-      const auto bytes = bytes_of(e, scratch);
-      const auto pad = formats::gguf_padding(bytes.size());
-      const std::array<std::span<const std::byte>, 2> pieces = {bytes, pad};
-      file.write_all(pieces);
-      size += bytes.size() + pad.size();
+      const std::uint64_t written = write_tensor(file, e, buffers);
+      const auto pad = formats::gguf_padding(written);
+      file.write(pad);
+      size += written + pad.size();
     }
     file.commit();
     return GgufExportResult{std::string(facts.arch->gguf_name), headers.size(), size, alpha};
