@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <thread>
@@ -96,7 +97,11 @@ struct Fixture : ::testing::Test {
     return o;
   }
   std::string lock(const std::string& etag) const {
-    return ".locks/" + repo_folder + "/" + etag + ".lock 0644 0";
+    return ".locks/" + repo_folder + "/" + etag + ".lock 0664 0";  // whatever the umask
+  }
+  std::string cachedir_tag() const {
+    std::error_code ec;
+    return "CACHEDIR.TAG 0644 " + std::to_string(fs::file_size(cache / "CACHEDIR.TAG", ec));
   }
   std::string blob(const std::string& content) const {
     return repo_folder + "/blobs/" + small_etag(content) + " 0644 " +
@@ -126,7 +131,7 @@ TEST_F(HubDownload, OneFileWritesTheCacheAsHuggingfaceHubDoes) {
   EXPECT_EQ(
       tree(cache),
       (std::set<std::string>{
-          ".locks/", ".locks/" + repo_folder + "/", lock(etag), repo_folder + "/",
+          ".locks/", ".locks/" + repo_folder + "/", lock(etag), cachedir_tag(), repo_folder + "/",
           repo_folder + "/blobs/", blob(config), repo_folder + "/refs/", ref("main", kMain),
           repo_folder + "/snapshots/", repo_folder + "/snapshots/" + kMain + "/",
           repo_folder + "/snapshots/" + kMain + "/adapter_config.json -> ../../blobs/" + etag}));
@@ -141,6 +146,38 @@ TEST_F(HubDownload, OneFileWritesTheCacheAsHuggingfaceHubDoes) {
   EXPECT_EQ(hf_hub_download("org/adapter", "adapter_config.json", options(kMain)), path);
   EXPECT_TRUE(hub.log().empty());
   EXPECT_FALSE(fs::exists(cache / repo_folder / "refs" / kMain));
+}
+
+// Found by scripts/hub-python-check.sh against huggingface_hub 1.23: the cache tag at the
+// cache's root, lock files of mode 0664 truncated only by their holder, and no snapshot
+// folder for a snapshot that selects no file.
+TEST_F(HubDownload, CacheTagLocksAndEmptySelectionAsHuggingfaceHub1) {
+  // A failed look-up writes no tag.
+  EXPECT_THROW(hf_hub_download("org/adapter", "nope.bin", options()), HubError);
+  EXPECT_FALSE(fs::exists(cache / "CACHEDIR.TAG"));
+  // A lock file left by another client, with bytes in it and another mode.
+  const std::string etag = small_etag(config);
+  const fs::path lock_file = cache / ".locks" / repo_folder / (etag + ".lock");
+  fs::create_directories(lock_file.parent_path());
+  std::ofstream(lock_file) << "12345";
+  fs::permissions(lock_file, fs::perms::owner_read | fs::perms::owner_write);
+  hf_hub_download("org/adapter", "adapter_config.json", options());
+  EXPECT_EQ(tree(cache).count(lock(etag)), 1U);
+  const std::string tag = read(cache / "CACHEDIR.TAG");
+  EXPECT_TRUE(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55\n")) << tag;
+  EXPECT_EQ(tree(cache).count(cachedir_tag()), 1U);
+  // A tag already there is kept.
+  std::ofstream(cache / "CACHEDIR.TAG") << "Signature: 8a477f597d28d172789f06886806bc55\n";
+  hf_hub_download("org/adapter", "adapter_config.json", options("v1.0"));
+  EXPECT_EQ(read(cache / "CACHEDIR.TAG"), "Signature: 8a477f597d28d172789f06886806bc55\n");
+  // Nothing selected: the ref, but no snapshot folder (the path is still returned).
+  auto o = options();
+  o.allow_patterns = {"nothing*"};
+  const fs::path other = dir / "other";
+  o.settings.cache_dir = other;
+  EXPECT_EQ(snapshot_download("org/adapter", o), other / repo_folder / "snapshots" / kMain);
+  EXPECT_EQ(tree(other), (std::set<std::string>{repo_folder + "/", repo_folder + "/refs/",
+                                                repo_folder + "/refs/main 0644 40"}));
 }
 
 TEST_F(HubDownload, BranchAndTagGetTheirOwnRefsAndSnapshots) {

@@ -92,6 +92,24 @@ void write_no_exist(const fs::path& repo_folder, const std::string& commit,
   ::close(fd);
 }
 
+void write_cachedir_tag(const fs::path& cache_dir) {
+  const fs::path tag = cache_dir / "CACHEDIR.TAG";
+  std::error_code ec;
+  if (fs::exists(tag, ec) || ec) return;
+  fs::create_directories(cache_dir, ec);
+  try {
+    formats::AtomicFile file(tag);
+    // The first line is what the specification requires; the rest is a comment.
+    file.write(
+        "Signature: 8a477f597d28d172789f06886806bc55\n"
+        "# The Hugging Face cache (written by peftcpp, shared with huggingface_hub): backup\n"
+        "# tools may skip it. The specification: https://bford.info/cachedir/\n");
+    file.commit();
+  } catch (const Error&) {
+    // A read-only cache still serves what it holds.
+  }
+}
+
 void chmod_and_move(const fs::path& file, const fs::path& target) {
   const fs::path probe = target.parent_path().parent_path() / ("tmp_" + unique_suffix());
   const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);

@@ -21,6 +21,11 @@ void link_pointer(const std::filesystem::path& repo_folder, const std::string& c
 void write_no_exist(const std::filesystem::path& repo_folder, const std::string& commit,
                     const std::string& path);
 
+// <cache>/CACHEDIR.TAG (the Cache Directory Tagging Specification's signature line, so that
+// backup tools skip the cache), unless there is one; failures are ignored, as huggingface_hub
+// 1.x ignores them. huggingface_hub writes it on every download whose metadata the Hub gave.
+void write_cachedir_tag(const std::filesystem::path& cache_dir);
+
 // Gives `file` the permissions a new file gets in `folder` (0666 minus the umask, as
 // huggingface_hub derives them from a probe file) and renames it to `target`.
 void chmod_and_move(const std::filesystem::path& file, const std::filesystem::path& target);

@@ -158,6 +158,7 @@ fs::path download_file(const std::string& repo_id, const std::string& path,
     not_cached(options, repo_id, path, revision, e.detail());
   }
   const FileMetadata meta = checked_metadata(response, subject, folder);
+  write_cachedir_tag(options.settings.cache_dir);
   write_ref(folder, revision, meta.commit);
   fs::path pointer = folder / "snapshots" / meta.commit / path;
   std::error_code ec;

@@ -132,10 +132,9 @@ fs::path snapshot_download(const std::string& repo_id, const HubSnapshotOptions&
   per_file.subfolder.clear();
   download_all(repo_id, selected_files(info.files, options), per_file,
                options.settings.max_workers);
-  fs::path snapshot = folder / "snapshots" / info.sha;
-  std::error_code ec;
-  fs::create_directories(snapshot, ec);
-  return snapshot;
+  // Not created when no file was selected: huggingface_hub returns the same path without
+  // creating it, and an empty folder would pass for a cached snapshot offline.
+  return folder / "snapshots" / info.sha;
 }
 
 }  // namespace peft

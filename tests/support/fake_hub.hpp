@@ -1,6 +1,7 @@
 // A fake Hugging Face Hub for the download tests: a cpp-httplib server on 127.0.0.1 (port
 // chosen by the system) that answers the requests huggingface_hub makes (HEAD/GET resolve,
-// GET /api/models/.../revision/...) with the Hub's headers and error codes, serves large
+// GET /api/models/.../revision/..., GET /api/models/.../tree/...) with the Hub's headers and
+// error codes, serves large
 // (LFS) files from /lfs/<sha256> behind a redirect to "localhost" (another host name for
 // the same server), and injects faults on demand. Every request is logged.
 #pragma once
@@ -69,6 +70,8 @@ class FakeHub {
   FakeHub() {
     server_.Get("/api/models/([^/]+)/([^/]+)/revision/(.*)",
                 [this](const httplib::Request& req, httplib::Response& res) { api(req, res); });
+    server_.Get("/api/models/([^/]+)/([^/]+)/tree/([^/]+)",
+                [this](const httplib::Request& req, httplib::Response& res) { tree(req, res); });
     server_.Get("/([^/]+)/([^/]+)/resolve/([^/]+)/(.*)",
                 [this](const httplib::Request& req, httplib::Response& res) { resolve(req, res); });
     server_.Get("/lfs/([0-9a-f]+)",
@@ -184,6 +187,41 @@ class FakeHub {
     res.set_content(
         "{\"id\":\"" + id + "\",\"sha\":\"" + *commit + "\",\"siblings\":[" + siblings + "]}",
         "application/json");
+  }
+
+  // The recursive tree listing (one page) that huggingface_hub 1.x's snapshot_download reads
+  // instead of the siblings: files with their blob oid and size (and lfs sha256), folders.
+  void tree(const httplib::Request& req, httplib::Response& res) {
+    const std::lock_guard lock(mutex_);
+    note(req);
+    const Located at = locate(req, res);
+    if (at.repo == nullptr) return;
+    std::string entries;
+    std::set<std::string> folders;
+    const auto add = [&entries](const std::string& entry) {
+      entries += (entries.empty() ? "" : ",") + entry;
+    };
+    for (const auto& [path, file] : at.repo->commits.at(*at.commit)) {
+      for (auto slash = path.find('/'); slash != std::string::npos;
+           slash = path.find('/', slash + 1)) {
+        const std::string folder = path.substr(0, slash);
+        if (folders.insert(folder).second) {
+          add("{\"type\":\"directory\",\"oid\":\"" + small_etag("tree " + folder) +
+              "\",\"size\":0,\"path\":\"" + folder + "\"}");
+        }
+      }
+      const std::string size = std::to_string(file.content.size());
+      std::string entry = "{\"type\":\"file\",\"path\":\"" + path + "\",\"size\":" + size;
+      if (file.lfs) {
+        const std::string sha = sha256_hex(file.content);
+        entry += ",\"oid\":\"" + small_etag("pointer " + sha) + "\",\"lfs\":{\"oid\":\"" + sha +
+                 "\",\"size\":" + size + ",\"pointerSize\":134}";
+      } else {
+        entry += ",\"oid\":\"" + small_etag(file.content) + "\"";
+      }
+      add(entry + "}");
+    }
+    res.set_content("[" + entries + "]", "application/json");
   }
 
   void resolve(const httplib::Request& req, httplib::Response& res) {
