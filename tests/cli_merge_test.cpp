@@ -440,10 +440,10 @@ TEST(CliMerge, InvalidInputExitsOneWithOneLine) {
   }
 }
 
-// The numeric libraries are loaded when a merge needs them, never at start-up
-// (merge/numeric_libs.hpp): the dynamic loader's own log (LD_DEBUG=files) lists what each
-// command maps.
-TEST(CliMerge, OnlyMergingLoadsTheNumericLibraries) {
+// The numeric libraries are loaded when a merge needs them, libcurl and libcrypto when a
+// download does, never at start-up (core/shared_library.hpp): the dynamic loader's own log
+// (LD_DEBUG=files) lists what each command maps.
+TEST(CliMerge, OptionalLibrariesLoadOnlyWhenACommandNeedsThem) {
   Workspace w;
   const auto loads = [](std::vector<std::string> args) {
     args.insert(args.begin(),
@@ -452,20 +452,22 @@ TEST(CliMerge, OnlyMergingLoadsTheNumericLibraries) {
     EXPECT_EQ(r.exit_code, 0) << r.err.substr(r.err.size() > 2000 ? r.err.size() - 2000 : 0);
     return r.err;
   };
-  const std::vector<std::string> numeric = {"libopenblas", "liblapacke", "libfftw3"};
+  const std::vector<std::string> optional = {"libopenblas", "liblapacke", "libfftw3", "libcurl",
+                                             "libcrypto"};
   for (const auto& args : std::vector<std::vector<std::string>>{
            {"--version"},
            {"inspect", w("a")},
            {"validate", w("a")},
            {"convert", w("a") + "/adapter_model.safetensors", w("a.bin")}}) {
     const std::string log = loads(args);
-    for (const auto& library : numeric) {
+    for (const auto& library : optional) {
       EXPECT_EQ(log.find(library), std::string::npos) << args[0] << " loaded " << library;
     }
   }
-  EXPECT_NE(loads({"merge", "--base", w("base"), "--adapter", w("a"), "--out", w("merged")})
-                .find("libopenblas"),
-            std::string::npos);
+  const std::string merge_log =
+      loads({"merge", "--base", w("base"), "--adapter", w("a"), "--out", w("merged")});
+  EXPECT_NE(merge_log.find("libopenblas"), std::string::npos);
+  EXPECT_EQ(merge_log.find("libcurl"), std::string::npos);
 }
 
 TEST(CliMerge, MissingNumericLibraryIsAClearError) {

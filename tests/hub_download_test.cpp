@@ -458,11 +458,13 @@ TEST_F(HubDownload, AdapterLoadingDownloadsWhatIsNotCached) {
 // The command line: the path as the last line, errors as one line with exit status 1, and
 // two processes downloading the same repository at once.
 struct HubCli : Fixture {
-  testing::CommandResult download(const std::vector<std::string>& args) const {
-    std::vector<std::string> argv{
-        "/usr/bin/env", "HF_ENDPOINT=" + hub.endpoint(),      "HF_HUB_CACHE=" + cache.string(),
-        "HF_TOKEN=",    "HF_HOME=" + (dir / "home").string(), testing::peftcpp_binary().string(),
-        "download"};
+  testing::CommandResult download(const std::vector<std::string>& args,
+                                  const std::vector<std::string>& env = {}) const {
+    std::vector<std::string> argv{"/usr/bin/env", "HF_ENDPOINT=" + hub.endpoint(),
+                                  "HF_HUB_CACHE=" + cache.string(),
+                                  "HF_TOKEN=", "HF_HOME=" + (dir / "home").string()};
+    argv.insert(argv.end(), env.begin(), env.end());
+    argv.insert(argv.end(), {testing::peftcpp_binary().string(), "download"});
     argv.insert(argv.end(), args.begin(), args.end());
     return testing::run_command(argv);
   }
@@ -486,6 +488,26 @@ TEST_F(HubCli, ErrorIsOneLineAndExitsOne) {
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_NE(r.err.find("entry_not_found"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(cache / repo_folder / "snapshots"));  // only the .no_exist marker
+}
+
+// libcurl and libcrypto are loaded by the first download (hub/net_libs.hpp), not at start-up.
+TEST_F(HubCli, DownloadLoadsLibcurlOnFirstUse) {
+  const auto r = download({"org/adapter", "adapter_config.json", "--quiet"}, {"LD_DEBUG=files"});
+  ASSERT_EQ(r.exit_code, 0) << r.err.substr(r.err.size() > 2000 ? r.err.size() - 2000 : 0);
+  EXPECT_NE(r.err.find("libcurl.so"), std::string::npos);
+  EXPECT_NE(r.err.find("libcrypto.so"), std::string::npos);
+}
+
+TEST_F(HubCli, MissingLibcurlIsAClearError) {
+  const std::string missing = (dir / "no-such-dir" / "libcurl.so.4").string();
+  const auto r =
+      download({"org/adapter", "adapter_config.json"}, {"PEFTCPP_CURL_LIBRARY=" + missing});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(missing), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("PEFTCPP_CURL_LIBRARY"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("libcurl4"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(cache / repo_folder / "snapshots"));
 }
 
 TEST_F(HubCli, TwoProcessesAtOnceEndWithOneCorrectCache) {
