@@ -98,6 +98,14 @@ class PEFT_API PreparedMerge {
   // Whether merge_tensor_into handles this tensor with the fused float32 path (its working
   // memory is then a small per-thread tile, not float64 copies of the tensor).
   bool merges_fused(std::string_view base_key, DType dtype, const Shape& shape) const;
+  // The fused path by blocks of rows, for callers streaming a weight through a small buffer:
+  // merges, in place in `rows`, the rows [first_row, first_row + n) of the weight `base_key`
+  // of `dtype` and `shape` (n = rows.size() / bytes per row). `first_row` must be a multiple
+  // of fused_row_block(); each row then gets the bits merge_tensor_into gives it. Only for
+  // tensors merges_fused accepts (InvalidArgument otherwise).
+  void merge_rows_in_place(std::string_view base_key, DType dtype, const Shape& shape,
+                           std::uint64_t first_row, std::span<std::byte> rows) const;
+  std::uint64_t fused_row_block(std::string_view base_key, DType dtype, const Shape& shape) const;
   // The base value of one merged tensor. Throws Unsupported, saying why, where the merged
   // weights and the adapter do not determine it (replacements, DoRA, OSF...).
   Tensor unmerge_tensor(std::string_view base_key, const Tensor& merged) const;

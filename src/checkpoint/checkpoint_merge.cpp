@@ -22,6 +22,7 @@
 #include "checkpoint/checkpoint_output.hpp"
 #include "checkpoint/checkpoint_shard_file.hpp"
 #include "checkpoint/shard_plan.hpp"
+#include "formats/mapped_file.hpp"
 #include "merge/dense.hpp"
 #include "merge/shared_bases.hpp"
 #include "peft/checkpoint.hpp"
@@ -296,9 +297,45 @@ class CheckpointStream {
   // tile is per thread and small); other merges work on float64 copies (the values, the
   // delta and its layout copy), about 3 x 8 bytes per element on top of the result.
   std::uint64_t cost(const Item& item) const {
+    if (streams(item)) return kStreamChunk;
     if (!item.touched) return item.cast ? item.out_bytes : 0;
     if (item.fused && direction_ == Direction::Merge) return item.out_bytes;
     return shape_numel(item.shape) * 24 + item.out_bytes;
+  }
+
+  // Fused LoRA merges stream: a few blocks of rows at a time are read from the input file
+  // into a small per-thread buffer, merged there and written at their place in the output
+  // (pwrite), so that each byte crosses memory once each way, as in a plain copy.
+  static constexpr std::uint64_t kStreamChunk = std::uint64_t{512} << 10;
+
+  bool streams(const Item& item) const {
+    return item.fused && direction_ == Direction::Merge && !item.cast && !item.copy_offset;
+  }
+
+  void stream_fused(const Item& item, const detail::ShardWriter& writer, std::size_t k) const {
+    const detail::ShardFile& file = open_.at(item.input_shard);
+    const Tensor tensor = file.tensor(item.name);  // a view of the mapping, not touched
+    try {
+      const std::span<const std::byte> in = tensor.bytes();
+      const std::uint64_t row_bytes = item.shape.empty() ? in.size() : in.size() / item.shape[0];
+      const std::uint64_t block =
+          prepared_.fused_row_block(item.name, item.out_dtype, item.shape) * row_bytes;
+      const std::uint64_t chunk = std::max<std::uint64_t>(1, kStreamChunk / block) * block;
+      thread_local std::vector<std::byte> buffer;
+      if (buffer.size() < chunk) buffer.resize(chunk);
+      for (std::uint64_t offset = 0; offset < in.size(); offset += chunk) {
+        const auto n = static_cast<std::size_t>(std::min(chunk, in.size() - offset));
+        const std::span<std::byte> rows(buffer.data(), n);
+        const auto part = in.subspan(offset, n);
+        if (!formats::read_mapped(part, rows)) std::memcpy(rows.data(), part.data(), n);
+        prepared_.merge_rows_in_place(item.name, item.out_dtype, item.shape, offset / row_bytes,
+                                      rows);
+        writer.write_part(k, offset, rows);
+      }
+    } catch (const Error& e) {
+      if (!e.source().empty()) throw;
+      throw Error(e.code(), file.source(), e.detail());
+    }
   }
 
   Tensor produce(const Item& item) const {
@@ -334,10 +371,16 @@ class CheckpointStream {
     for (const auto& entry : writer.entries()) order.push_back(&items_[item_of.at(entry.name)]);
     ordered_pipeline(
         order.size(), threads_, budget_, [&](std::size_t k) { return cost(*order[k]); },
-        [&](std::size_t k) { return produce(*order[k]); },
+        [&](std::size_t k) {
+          if (!streams(*order[k])) return produce(*order[k]);
+          stream_fused(*order[k], writer, k);
+          return Tensor();
+        },
         [&](std::size_t k, Tensor tensor) {
           const Item& item = *order[k];
-          if (item.copy_offset) {
+          if (streams(item)) {
+            writer.skip(k);
+          } else if (item.copy_offset) {
             writer.copy(k, fds_.at(item.input_shard).fd, *item.copy_offset,
                         layout_.shards[item.input_shard].path.string());
           } else {

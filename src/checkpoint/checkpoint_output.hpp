@@ -40,11 +40,16 @@ class ShardWriter {
   // The bytes of entries()[index] copied by the kernel from `in_fd` at `offset` (an
   // unchanged tensor of an input shard: it never passes through user memory).
   void copy(std::size_t index, int in_fd, std::uint64_t offset, const std::string& in_name);
+  // Part of entries()[index] (from byte `offset` of the tensor), written ahead of its turn
+  // from any thread; once all of it is there, skip(index) takes its turn.
+  void write_part(std::size_t index, std::uint64_t offset, std::span<const std::byte> bytes) const;
+  void skip(std::size_t index);
   void commit();
 
  private:
   formats::AtomicFile file_;
   std::vector<ShardEntry> entries_;
+  std::vector<std::uint64_t> positions_;  // where each entry's bytes start in the file
   std::size_t next_ = 0;
 };
 

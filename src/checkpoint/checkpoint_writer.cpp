@@ -33,7 +33,32 @@ std::vector<ShardEntry> writer_order(std::vector<ShardEntry> entries) {
 ShardWriter::ShardWriter(const std::filesystem::path& path, std::vector<ShardEntry> entries,
                          const std::optional<Metadata>& metadata, bool durable)
     : file_(path, durable), entries_(std::move(entries)) {
-  file_.write(header_bytes(entries_, metadata, path.string()));
+  const std::string header = header_bytes(entries_, metadata, path.string());
+  file_.write(header);
+  std::uint64_t position = header.size();
+  for (const ShardEntry& entry : entries_) {
+    positions_.push_back(position);
+    position += entry.bytes;
+  }
+}
+
+void ShardWriter::write_part(std::size_t index, std::uint64_t offset,
+                             std::span<const std::byte> bytes) const {
+  if (index >= entries_.size() || offset + bytes.size() > entries_[index].bytes) {
+    throw Error(
+        ErrorCode::InvalidArgument, file_.target().string(),
+        fmt::format("internal: {} bytes at {} do not fit tensor {}", bytes.size(), offset, index));
+  }
+  file_.write_at(positions_[index] + offset, bytes);
+}
+
+void ShardWriter::skip(std::size_t index) {
+  if (index != next_ || index >= entries_.size()) {
+    throw Error(ErrorCode::InvalidArgument, file_.target().string(),
+                fmt::format("internal: tensor {} skipped out of order", index));
+  }
+  file_.skip(entries_[index].bytes);
+  ++next_;
 }
 
 void ShardWriter::write(std::size_t index, std::span<const std::byte> bytes) {

@@ -104,8 +104,10 @@ PeftModel adaption_prompt_model(const StateDict& base, const Adapters& adapters,
   std::vector<std::ptrdiff_t> owner;  // per base key: its adapted module, or -1
   owner.reserve(base.size());
   for (const auto& [key, tensor] : base) {
+    // (clang 14, which builds the fuzz targets, cannot capture a structured binding.)
+    const std::string& name = key;
     const auto it = std::find_if(adapted.begin(), adapted.end(),
-                                 [&](const Module& m) { return is_module_path(key, m.path); });
+                                 [&](const Module& m) { return is_module_path(name, m.path); });
     owner.push_back(it == adapted.end() ? -1 : it - adapted.begin());
     if (it != adapted.end()) it->params.emplace_back(key.substr(it->path.size() + 1), tensor);
   }

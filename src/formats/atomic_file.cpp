@@ -68,6 +68,27 @@ void AtomicFile::fail(const char* what, int err) {
       fmt::format("{}: {} (the previous file, if any, is unchanged)", what, std::strerror(err)));
 }
 
+void AtomicFile::write_at(std::uint64_t position, std::span<const std::byte> bytes) const {
+  if (fd_ < 0) throw Error(ErrorCode::InvalidArgument, target_.string(), "file already closed");
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t wrote = ::pwrite(fd_, bytes.data() + done, bytes.size() - done,
+                                   static_cast<off_t>(position + done));
+    if (wrote < 0 && errno == EINTR) continue;
+    if (wrote < 0) {
+      throw Error(ErrorCode::Io, target_.string(),
+                  fmt::format("write failed: {} (the previous file, if any, is unchanged)",
+                              std::strerror(errno)));
+    }
+    done += static_cast<std::size_t>(wrote);
+  }
+}
+
+void AtomicFile::skip(std::uint64_t length) {
+  if (fd_ < 0) throw Error(ErrorCode::InvalidArgument, target_.string(), "file already closed");
+  if (::lseek(fd_, static_cast<off_t>(length), SEEK_CUR) < 0) fail("seek failed", errno);
+}
+
 void AtomicFile::write(std::span<const std::byte> bytes) {
   const std::span<const std::byte> pieces[] = {bytes};
   write_all(pieces);

@@ -31,6 +31,12 @@ class AtomicFile {
   // (copy_file_range) where it can, so they never pass through user memory; read + write
   // otherwise. Throws Io naming `in_name` when the input ends early or fails.
   void copy_from(int in_fd, std::uint64_t offset, std::uint64_t length, const std::string& in_name);
+  // Writes `bytes` at `position` without moving the file offset (pwrite): other threads may
+  // fill regions ahead of the sequential writes this way. Throws Io; the temporary file is
+  // then removed by the destructor.
+  void write_at(std::uint64_t position, std::span<const std::byte> bytes) const;
+  // Moves the file offset `length` bytes forward, over a region filled with write_at.
+  void skip(std::uint64_t length);
   // Flushes, closes and renames over the target. Throws Io on failure.
   void commit();
 

@@ -154,4 +154,27 @@ std::optional<MappedRegion> mapped_region(const void* address) noexcept {
   return std::nullopt;
 }
 
+bool read_mapped(std::span<const std::byte> mapped, std::span<std::byte> into) {
+  if (into.size() < mapped.size()) {
+    throw Error(ErrorCode::InvalidArgument, "",
+                fmt::format("read_mapped: {} bytes do not fit in {}", mapped.size(), into.size()));
+  }
+  if (mapped.empty()) return true;
+  const auto region = mapped_region(mapped.data());
+  if (!region) return false;
+  std::size_t got = 0;
+  while (got < mapped.size()) {
+    const ssize_t n = ::pread(region->fd, into.data() + got, mapped.size() - got,
+                              static_cast<off_t>(region->offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      throw Error(ErrorCode::Io, region->path,
+                  fmt::format("read failed: {}", std::strerror(errno)));
+    if (n == 0)
+      throw Error(ErrorCode::Io, region->path, "the file was truncated while it was read");
+    got += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
 }  // namespace peft::formats

@@ -36,4 +36,9 @@ struct MappedRegion {
 };
 std::optional<MappedRegion> mapped_region(const void* address) noexcept;
 
+// Copies `mapped` (a span of a live mapping) into `into` (as large) with pread from the file
+// behind it, without touching the mapping; false, copying nothing, when `mapped` is not in a
+// registered mapping. Throws Io naming the file when a read fails or the file has shrunk.
+bool read_mapped(std::span<const std::byte> mapped, std::span<std::byte> into);
+
 }  // namespace peft::formats

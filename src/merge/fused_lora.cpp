@@ -65,19 +65,29 @@ bool fused_dtype(DType dtype) noexcept {
   return dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16;
 }
 
+std::size_t fused_block_rows(const FloatFactors& f) noexcept {
+  return std::clamp<std::size_t>(kTileElements / std::max<std::size_t>(f.cols, 1), 1,
+                                 std::max<std::size_t>(f.rows, 1));
+}
+
 void fused_lora_add(DType dtype, std::span<const std::byte> in, std::span<std::byte> out,
                     const FloatFactors& f) {
+  fused_lora_add_rows(dtype, in, out, f, 0);
+}
+
+void fused_lora_add_rows(DType dtype, std::span<const std::byte> in, std::span<std::byte> out,
+                         const FloatFactors& f, std::size_t first_row) {
   const std::size_t size = dtype_size(dtype);
-  const std::size_t block = std::clamp<std::size_t>(
-      kTileElements / std::max<std::size_t>(f.cols, 1), 1, std::max<std::size_t>(f.rows, 1));
+  const std::size_t block = fused_block_rows(f);
+  const std::size_t end_row = std::min(f.rows, first_row + in.size() / (f.cols * size));
   std::vector<float>& tile = tile_buffer(block * f.cols);
-  for (std::size_t row = 0; row < f.rows; row += block) {
-    const std::size_t rows = std::min(block, f.rows - row);
+  for (std::size_t row = first_row; row < end_row; row += block) {
+    const std::size_t rows = std::min(block, end_row - row);
     numeric::blas().sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
                           static_cast<int>(f.cols), static_cast<int>(f.rank), f.scaling,
                           f.b.data() + row * f.rank, static_cast<int>(f.rank), f.a.data(),
                           static_cast<int>(f.cols), 0.0f, tile.data(), static_cast<int>(f.cols));
-    const std::size_t offset = row * f.cols * size;
+    const std::size_t offset = (row - first_row) * f.cols * size;
     const std::byte* src = in.data() + offset;
     std::byte* dst = out.data() + offset;
     const std::size_t n = rows * f.cols;

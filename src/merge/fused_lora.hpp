@@ -30,4 +30,11 @@ bool fused_dtype(DType dtype) noexcept;
 void fused_lora_add(DType dtype, std::span<const std::byte> in, std::span<std::byte> out,
                     const FloatFactors& factors);
 
+// The same for the rows [first_row, first_row + n) only, `in` and `out` holding just those
+// n rows. With `first_row` a multiple of fused_block_rows, each row gets the bits the
+// whole-weight call gives it (the same sgemm blocks).
+void fused_lora_add_rows(DType dtype, std::span<const std::byte> in, std::span<std::byte> out,
+                         const FloatFactors& factors, std::size_t first_row);
+std::size_t fused_block_rows(const FloatFactors& factors) noexcept;
+
 }  // namespace peft::merge

@@ -392,6 +392,40 @@ void PreparedMerge::merge_tensor_into(std::string_view base_key, const Tensor& b
   }
 }
 
+namespace {
+std::vector<const merge::FloatFactors*> fused_or_refuse(const merge::Plan& plan,
+                                                        std::string_view base_key, DType dtype,
+                                                        const Shape& shape) {
+  const auto it = plan.ops.find(std::string(base_key));
+  auto factors = it == plan.ops.end() ? std::vector<const merge::FloatFactors*>{}
+                                      : merge::fused_factors(plan, it->second, dtype, shape);
+  if (factors.empty()) {
+    throw Error(ErrorCode::InvalidArgument, "",
+                fmt::format("'{}' is not merged by the fused path", base_key));
+  }
+  return factors;
+}
+}  // namespace
+
+std::uint64_t PreparedMerge::fused_row_block(std::string_view base_key, DType dtype,
+                                             const Shape& shape) const {
+  return merge::fused_block_rows(*fused_or_refuse(*plan_, base_key, dtype, shape).front());
+}
+
+void PreparedMerge::merge_rows_in_place(std::string_view base_key, DType dtype, const Shape& shape,
+                                        std::uint64_t first_row, std::span<std::byte> rows) const {
+  const auto factors = fused_or_refuse(*plan_, base_key, dtype, shape);
+  if (first_row % merge::fused_block_rows(*factors.front()) != 0) {
+    throw Error(ErrorCode::InvalidArgument, "",
+                fmt::format("merge_rows_in_place: row {} of '{}' is not on a block boundary",
+                            first_row, base_key));
+  }
+  // Each adapter reads the previous result and rounds, as in merge_tensor_into.
+  for (const merge::FloatFactors* f : factors) {
+    merge::fused_lora_add_rows(dtype, rows, rows, *f, static_cast<std::size_t>(first_row));
+  }
+}
+
 Tensor PreparedMerge::merge_tensor(std::string_view base_key, const Tensor& base) const {
   const auto it = plan_->ops.find(std::string(base_key));
   if (it == plan_->ops.end()) return base;

@@ -2,10 +2,7 @@
 // architecture below; the GGUF bytes come from formats/gguf.
 #include "peft/gguf_export.hpp"
 
-#include <unistd.h>
-
 #include <array>
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -268,23 +265,9 @@ struct Buffers {
 // `buffer`: one pass over mapped page-cache pages costs several times a read() into a
 // small reused buffer on this project's VMs (docs/gguf.md, "Performance").
 std::span<const std::byte> source_bytes(const Tensor& source, std::vector<std::byte>& buffer) {
-  const std::span<const std::byte> bytes = source.bytes();
-  const auto region = bytes.empty() ? std::nullopt : formats::mapped_region(bytes.data());
-  if (!region) return bytes;
-  buffer.resize(bytes.size());
-  std::size_t got = 0;
-  while (got < bytes.size()) {
-    const ssize_t n = ::pread(region->fd, buffer.data() + got, bytes.size() - got,
-                              static_cast<off_t>(region->offset + got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      throw Error(ErrorCode::Io, region->path,
-                  n == 0 ? std::string("the file was truncated while it was read")
-                         : fmt::format("read failed: {}", std::strerror(errno)));
-    }
-    got += static_cast<std::size_t>(n);
-  }
-  return buffer;
+  buffer.resize(source.nbytes());
+  return formats::read_mapped(source.bytes(), buffer) ? std::span<const std::byte>(buffer)
+                                                      : source.bytes();
 }
 
 bool passes_through(const Encoded& e) {
