@@ -2,10 +2,12 @@
 // architecture below; the GGUF bytes come from formats/gguf.
 #include "peft/gguf_export.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <optional>
 
 #include <fmt/format.h>
@@ -176,11 +178,16 @@ struct Layout {
   // The source index of written element `i`.
   std::size_t source(std::size_t i) const {
     if (transpose) return (i % rows) * cols + i / rows;
-    // convert_hf_to_gguf.py's LlamaModel.permute: written row h*2*half + 2j + t holds
-    // source row h*2*half + t*half + j.
-    const std::size_t row = i / cols, half = rows / heads / 2;
+    return source_row(i / cols) * cols + i % cols;
+  }
+  // The source row of written row `row` (without a transposition, whole rows move):
+  // convert_hf_to_gguf.py's LlamaModel.permute writes at row h*2*half + 2j + t the source
+  // row h*2*half + t*half + j.
+  std::size_t source_row(std::size_t row) const {
+    if (heads == 0) return row;
+    const std::size_t half = rows / heads / 2;
     const std::size_t h = row / (2 * half), rem = row % (2 * half);
-    return (h * 2 * half + (rem % 2) * half + rem / 2) * cols + i % cols;
+    return h * 2 * half + (rem % 2) * half + rem / 2;
   }
 };
 
@@ -229,12 +236,10 @@ Encoded encode(std::string name, const Tensor& source, Layout layout, std::vecto
   return Encoded{{std::move(name), type, std::move(ne)}, &source, layout};
 }
 
-// `count` floats read by `at(i)` as `dtype` (F32, F16 or BF16) into `out`. One loop per
+// `count` floats read by `at(i)` stored as `dtype` (F32, F16 or BF16) at `dst`. One loop per
 // dtype, so that the compiler can vectorise the common one (an F32 adapter to BF16).
 template <typename At>
-void store_floats(std::size_t count, At at, DType dtype, std::vector<std::byte>& out) {
-  out.resize(count * dtype_size(dtype));
-  std::byte* dst = out.data();
+void store_floats(std::size_t count, At at, DType dtype, std::byte* dst) {
   if (dtype == DType::F32) {
     for (std::size_t i = 0; i < count; ++i) {
       const float v = at(i);
@@ -255,19 +260,55 @@ void store_floats(std::size_t count, At at, DType dtype, std::vector<std::byte>&
   }
 }
 
+// `count` float32 values at `src` (maybe unaligned), times `fold` in double with one rounding
+// to float (unless 1), stored as `dtype` at `dst`.
+void store_run(const std::byte* src, std::size_t count, double fold, DType dtype, std::byte* dst) {
+  const auto plain = [src](std::size_t i) {
+    float v;
+    std::memcpy(&v, src + 4 * i, 4);
+    return v;
+  };
+  if (fold == 1.0) {
+    store_floats(count, plain, dtype, dst);
+  } else {
+    store_floats(
+        count,
+        [&](std::size_t i) { return static_cast<float>(static_cast<double>(plain(i)) * fold); },
+        dtype, dst);
+  }
+}
+
+// A byte buffer reused across tensors. Unlike std::vector it does not zero what it grows by:
+// every byte is overwritten before it is read, and the zeroing cost as much as the conversion.
+class Scratch {
+ public:
+  std::span<std::byte> take(std::size_t n) {
+    if (n > capacity_) {
+      data_ = std::make_unique_for_overwrite<std::byte[]>(n);
+      capacity_ = n;
+    }
+    return {data_.get(), n};
+  }
+
+ private:
+  std::unique_ptr<std::byte[]> data_;
+  std::size_t capacity_ = 0;
+};
+
 // Buffers reused across tensors: the source bytes as read, and the converted bytes.
 struct Buffers {
-  std::vector<std::byte> input;
-  std::vector<std::byte> output;
+  Scratch input;
+  Scratch output;
+  std::vector<std::byte> quantized;
 };
 
 // The source tensor's bytes. Bytes that lie in a mapped file are read with pread into
 // `buffer`: one pass over mapped page-cache pages costs several times a read() into a
 // small reused buffer on this project's VMs (docs/gguf.md, "Performance").
-std::span<const std::byte> source_bytes(const Tensor& source, std::vector<std::byte>& buffer) {
-  buffer.resize(source.nbytes());
-  return formats::read_mapped(source.bytes(), buffer) ? std::span<const std::byte>(buffer)
-                                                      : source.bytes();
+std::span<const std::byte> source_bytes(const Tensor& source, Scratch& buffer) {
+  const std::span<std::byte> into = buffer.take(source.nbytes());
+  return formats::read_mapped(source.bytes(), into) ? std::span<const std::byte>(into)
+                                                    : source.bytes();
 }
 
 bool passes_through(const Encoded& e) {
@@ -286,27 +327,33 @@ std::span<const std::byte> converted_bytes(const Encoded& e, Buffers& buffers) {
   const Tensor f32 = source.to(DType::F32);
   const std::byte* src = f32.bytes().data();
   const Layout& layout = e.layout;
-  const auto plain = [src](std::size_t i) {
-    float v;
-    std::memcpy(&v, src + 4 * i, 4);
-    return v;
-  };
-  const auto moved = [&](std::size_t i) {
-    const float v = plain(layout.moves() ? layout.source(i) : i);
-    return layout.fold == 1.0 ? v : static_cast<float>(static_cast<double>(v) * layout.fold);
-  };
   const std::size_t count = source.numel();
-  std::vector<std::byte>& scratch = buffers.output;
-  if (type == GgmlType::Q8_0) {
-    std::vector<float> values(count);
-    for (std::size_t i = 0; i < count; ++i) values[i] = moved(i);
-    scratch = formats::quantize_q8_0(values);
-  } else if (layout.identity()) {
-    store_floats(count, plain, dtype_of(type), scratch);
-  } else {
-    store_floats(count, moved, dtype_of(type), scratch);
+  if (type == GgmlType::Q8_0 || layout.transpose) {
+    const auto moved = [&](std::size_t i) {
+      float v;
+      std::memcpy(&v, src + 4 * (layout.moves() ? layout.source(i) : i), 4);
+      return layout.fold == 1.0 ? v : static_cast<float>(static_cast<double>(v) * layout.fold);
+    };
+    if (type == GgmlType::Q8_0) {
+      std::vector<float> values(count);
+      for (std::size_t i = 0; i < count; ++i) values[i] = moved(i);
+      buffers.quantized = formats::quantize_q8_0(values);
+      return buffers.quantized;
+    }
+    const std::span<std::byte> out = buffers.output.take(count * dtype_size(dtype_of(type)));
+    store_floats(count, moved, dtype_of(type), out.data());
+    return out;
   }
-  return scratch;
+  // Whole rows move (LlamaModel.permute) or nothing does: vectorised runs, one per row.
+  const DType dtype = dtype_of(type);
+  const std::size_t size = dtype_size(dtype);
+  const std::span<std::byte> out = buffers.output.take(count * size);
+  const std::size_t run = layout.heads != 0 ? layout.cols : count;
+  for (std::size_t row = 0; row * run < count; ++row) {
+    store_run(src + 4 * layout.source_row(row) * run, run, layout.fold, dtype,
+              out.data() + row * run * size);
+  }
+  return out;
 }
 
 // Appends one tensor's bytes to `file`; returns how many. Bytes that pass through unchanged
@@ -490,6 +537,10 @@ GgufExportResult export_gguf(const std::string& adapter, const std::string& base
     file.write(header);
     std::uint64_t size = header.size();
     Buffers buffers;
+    std::size_t largest = 0;  // sized once: each growth would fault in fresh pages
+    for (const Encoded& e : encoded) largest = std::max(largest, e.source->nbytes());
+    buffers.input.take(largest);
+    buffers.output.take(largest * 2);  // up to f32 from a 16-bit source
     for (const Encoded& e : encoded) {
       const std::uint64_t written = write_tensor(file, e, buffers);
       const auto pad = formats::gguf_padding(written);
