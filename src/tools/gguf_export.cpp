@@ -16,6 +16,7 @@
 #include "formats/gguf.hpp"
 #include "formats/json_file.hpp"
 #include "formats/mapped_file.hpp"
+#include "formats/pipelined_writer.hpp"
 #include "peft/error.hpp"
 #include "peft/module_match.hpp"
 
@@ -295,13 +296,6 @@ class Scratch {
   std::size_t capacity_ = 0;
 };
 
-// Buffers reused across tensors: the source bytes as read, and the converted bytes.
-struct Buffers {
-  Scratch input;
-  Scratch output;
-  std::vector<std::byte> quantized;
-};
-
 // The source tensor's bytes. Bytes that lie in a mapped file are read with pread into
 // `buffer`: one pass over mapped page-cache pages costs several times a read() into a
 // small reused buffer on this project's VMs (docs/gguf.md, "Performance").
@@ -316,62 +310,60 @@ bool passes_through(const Encoded& e) {
          e.source->dtype() == dtype_of(e.header.type);
 }
 
-// The tensor's bytes converted (dtype, permutation, scale folding, transposition) into
-// `buffers.output`.
-std::span<const std::byte> converted_bytes(const Encoded& e, Buffers& buffers) {
+// Queues one tensor's bytes and its padding; returns how many bytes it has. Bytes that pass
+// through unchanged are read straight into the writer's next buffer; the others are read into
+// `input` and converted (dtype, permutation, scale folding, transposition) into it. The
+// writer's thread writes them while this one reads the next tensor (faster here than one
+// copy_file_range per tensor, which copies on the same thread).
+std::uint64_t write_tensor(formats::PipelinedWriter& writer, const Encoded& e, Scratch& input) {
   const Tensor& original = *e.source;
-  const Tensor source = Tensor::view(original.dtype(), original.shape(),
-                                     source_bytes(original, buffers.input), nullptr);
+  if (passes_through(e)) {
+    const std::span<const std::byte> bytes = original.bytes();
+    const auto pad = formats::gguf_padding(bytes.size());
+    const std::span<std::byte> out = writer.buffer(bytes.size());
+    if (formats::read_mapped(bytes, out)) {
+      writer.submit(out.size(), pad);
+    } else {
+      writer.submit_external(bytes, pad);
+    }
+    return bytes.size();
+  }
+  const Tensor source =
+      Tensor::view(original.dtype(), original.shape(), source_bytes(original, input), nullptr);
   const GgmlType type = e.header.type;
   // Read as float32 in place (maybe unaligned): the source's own bytes when it is F32.
   const Tensor f32 = source.to(DType::F32);
   const std::byte* src = f32.bytes().data();
   const Layout& layout = e.layout;
   const std::size_t count = source.numel();
-  if (type == GgmlType::Q8_0 || layout.transpose) {
-    const auto moved = [&](std::size_t i) {
-      float v;
-      std::memcpy(&v, src + 4 * (layout.moves() ? layout.source(i) : i), 4);
-      return layout.fold == 1.0 ? v : static_cast<float>(static_cast<double>(v) * layout.fold);
-    };
-    if (type == GgmlType::Q8_0) {
-      std::vector<float> values(count);
-      for (std::size_t i = 0; i < count; ++i) values[i] = moved(i);
-      buffers.quantized = formats::quantize_q8_0(values);
-      return buffers.quantized;
-    }
-    const std::span<std::byte> out = buffers.output.take(count * dtype_size(dtype_of(type)));
+  const auto moved = [&](std::size_t i) {
+    float v;
+    std::memcpy(&v, src + 4 * (layout.moves() ? layout.source(i) : i), 4);
+    return layout.fold == 1.0 ? v : static_cast<float>(static_cast<double>(v) * layout.fold);
+  };
+  std::span<std::byte> out;
+  if (type == GgmlType::Q8_0) {
+    std::vector<float> values(count);
+    for (std::size_t i = 0; i < count; ++i) values[i] = moved(i);
+    const std::vector<std::byte> quantized = formats::quantize_q8_0(values);
+    out = writer.buffer(quantized.size());
+    std::memcpy(out.data(), quantized.data(), quantized.size());
+  } else if (layout.transpose) {
+    out = writer.buffer(count * dtype_size(dtype_of(type)));
     store_floats(count, moved, dtype_of(type), out.data());
-    return out;
-  }
-  // Whole rows move (LlamaModel.permute) or nothing does: vectorised runs, one per row.
-  const DType dtype = dtype_of(type);
-  const std::size_t size = dtype_size(dtype);
-  const std::span<std::byte> out = buffers.output.take(count * size);
-  const std::size_t run = layout.heads != 0 ? layout.cols : count;
-  for (std::size_t row = 0; row * run < count; ++row) {
-    store_run(src + 4 * layout.source_row(row) * run, run, layout.fold, dtype,
-              out.data() + row * run * size);
-  }
-  return out;
-}
-
-// Appends one tensor's bytes to `file`; returns how many. Bytes that pass through unchanged
-// are copied from the adapter file by the kernel (copy_file_range), as cp copies.
-std::uint64_t write_tensor(formats::AtomicFile& file, const Encoded& e, Buffers& buffers) {
-  if (passes_through(e)) {
-    const std::span<const std::byte> bytes = e.source->bytes();
-    const auto region = bytes.empty() ? std::nullopt : formats::mapped_region(bytes.data());
-    if (region) {
-      file.copy_from(region->fd, region->offset, bytes.size(), region->path);
-    } else {
-      file.write(bytes);
+  } else {
+    // Whole rows move (LlamaModel.permute) or nothing does: vectorised runs, one per row.
+    const DType dtype = dtype_of(type);
+    const std::size_t size = dtype_size(dtype);
+    out = writer.buffer(count * size);
+    const std::size_t run = layout.heads != 0 ? layout.cols : count;
+    for (std::size_t row = 0; row * run < count; ++row) {
+      store_run(src + 4 * layout.source_row(row) * run, run, layout.fold, dtype,
+                out.data() + row * run * size);
     }
-    return bytes.size();
   }
-  const std::span<const std::byte> bytes = converted_bytes(e, buffers);
-  file.write(bytes);
-  return bytes.size();
+  writer.submit(out.size(), formats::gguf_padding(out.size()));
+  return out.size();
 }
 
 struct Factors {
@@ -536,17 +528,16 @@ GgufExportResult export_gguf(const std::string& adapter, const std::string& base
     formats::AtomicFile file(out);
     file.write(header);
     std::uint64_t size = header.size();
-    Buffers buffers;
-    std::size_t largest = 0;  // sized once: each growth would fault in fresh pages
+    std::size_t largest = 0;  // buffers sized once: each growth would fault in fresh pages
     for (const Encoded& e : encoded) largest = std::max(largest, e.source->nbytes());
-    buffers.input.take(largest);
-    buffers.output.take(largest * 2);  // up to f32 from a 16-bit source
+    Scratch input;
+    input.take(largest);
+    formats::PipelinedWriter writer(file, largest * 2);  // up to f32 from a 16-bit source
     for (const Encoded& e : encoded) {
-      const std::uint64_t written = write_tensor(file, e, buffers);
-      const auto pad = formats::gguf_padding(written);
-      file.write(pad);
-      size += written + pad.size();
+      const std::uint64_t written = write_tensor(writer, e, input);
+      size += written + formats::gguf_padding(written).size();
     }
+    writer.finish();
     file.commit();
     return GgufExportResult{std::string(facts.arch->gguf_name), headers.size(), size, alpha};
   });

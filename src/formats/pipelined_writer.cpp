@@ -1,0 +1,104 @@
+#include "formats/pipelined_writer.hpp"
+
+#include <array>
+
+namespace peft::formats {
+
+struct PipelinedWriter::Job {
+  std::span<const std::byte> bytes;
+  std::span<const std::byte> pad;
+};
+
+PipelinedWriter::PipelinedWriter(AtomicFile& file, std::size_t capacity) : file_(file) {
+  for (Slot& slot : slots_) {
+    slot.data = std::make_unique_for_overwrite<std::byte[]>(capacity);
+    slot.capacity = capacity;
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+PipelinedWriter::~PipelinedWriter() {
+  {
+    const std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  thread_.join();
+}
+
+void PipelinedWriter::wait_for(std::uint64_t job, std::unique_lock<std::mutex>& lock) {
+  changed_.wait(lock, [&] { return written_ >= job || error_; });
+  if (error_) std::rethrow_exception(error_);
+}
+
+std::span<std::byte> PipelinedWriter::buffer(std::size_t n) {
+  Slot& slot = slots_[current_];
+  std::unique_lock lock(mutex_);
+  wait_for(slot.last_job, lock);  // the writing thread is done with it
+  lock.unlock();
+  if (n > slot.capacity) {
+    slot.data = std::make_unique_for_overwrite<std::byte[]>(n);
+    slot.capacity = n;
+  }
+  return {slot.data.get(), n};
+}
+
+void PipelinedWriter::submit(std::size_t n, std::span<const std::byte> pad) {
+  Slot& slot = slots_[current_];
+  current_ = 1 - current_;
+  Job job;
+  job.bytes = std::span<const std::byte>(slot.data.get(), n);
+  job.pad = pad;
+  enqueue(std::move(job));
+  slot.last_job = submitted_;
+}
+
+void PipelinedWriter::submit_external(std::span<const std::byte> bytes,
+                                      std::span<const std::byte> pad) {
+  Job job;
+  job.bytes = bytes;
+  job.pad = pad;
+  enqueue(std::move(job));
+}
+
+void PipelinedWriter::enqueue(Job job) {
+  {
+    const std::lock_guard lock(mutex_);
+    if (error_) std::rethrow_exception(error_);
+    queue_.push_back(std::move(job));
+    ++submitted_;
+  }
+  changed_.notify_all();
+}
+
+void PipelinedWriter::finish() {
+  std::unique_lock lock(mutex_);
+  wait_for(submitted_, lock);
+}
+
+void PipelinedWriter::run() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(mutex_);
+      changed_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_ || error_) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    try {
+      const std::array<std::span<const std::byte>, 2> pieces = {job.bytes, job.pad};
+      file_.write_all(pieces);
+    } catch (...) {
+      const std::lock_guard lock(mutex_);
+      error_ = std::current_exception();
+    }
+    {
+      const std::lock_guard lock(mutex_);
+      ++written_;
+    }
+    changed_.notify_all();
+  }
+}
+
+}  // namespace peft::formats
