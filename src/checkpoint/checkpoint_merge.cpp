@@ -57,8 +57,9 @@ struct OutputShard {
 };
 
 // Runs produce(i) for every i and consume(i, value) on the calling thread in index order.
-// With `threads` >= 2 the calling thread only consumes (it writes, a large share of the
-// work) and threads - 1 workers produce, so that no more threads run than were asked for:
+// With `threads` >= 2 the calling thread consumes (it writes, a large share of the work) and
+// produces only while it would otherwise wait; threads - 1 workers produce, so that no more
+// threads run than were asked for:
 // on two cores, two workers plus the writer made the merge slower than one thread. A
 // worker starts item i only while at most `threads` results wait for the consumer and the
 // items in flight cost at most `budget` (cost(i) estimates the memory item i needs until
@@ -87,6 +88,21 @@ void ordered_pipeline(std::size_t n, unsigned threads, std::uint64_t budget,
     if (next >= consumed + threads) return false;
     return in_flight == 0 || in_flight + cost(next) <= budget;
   };
+  // Produces item i (already claimed) into its slot.
+  const auto run = [&](std::size_t i) {
+    Slot slot;
+    try {
+      slot.value = produce(i);
+    } catch (...) {
+      slot.error = std::current_exception();
+    }
+    slot.done = true;
+    {
+      std::lock_guard lock(mutex);
+      slots[i] = std::move(slot);
+    }
+    changed.notify_all();
+  };
   auto worker = [&] {
     while (true) {
       std::size_t i = 0;
@@ -97,18 +113,7 @@ void ordered_pipeline(std::size_t n, unsigned threads, std::uint64_t budget,
         i = next++;
         in_flight += cost(i);
       }
-      Slot slot;
-      try {
-        slot.value = produce(i);
-      } catch (...) {
-        slot.error = std::current_exception();
-      }
-      slot.done = true;
-      {
-        std::lock_guard lock(mutex);
-        slots[i] = std::move(slot);
-      }
-      changed.notify_all();
+      run(i);
     }
   };
   std::vector<std::thread> workers;
@@ -127,7 +132,19 @@ void ordered_pipeline(std::size_t n, unsigned threads, std::uint64_t budget,
       Tensor value;
       {
         std::unique_lock lock(mutex);
-        changed.wait(lock, [&] { return slots[i].done; });
+        // Waiting for item i, the calling thread produces the next items itself (streamed
+        // merges leave it nothing to write), within the same window and budget.
+        while (!slots[i].done) {
+          if (next < n && may_start()) {
+            const std::size_t j = next++;
+            in_flight += cost(j);
+            lock.unlock();
+            run(j);
+            lock.lock();
+          } else {
+            changed.wait(lock, [&] { return slots[i].done || (next < n && may_start()); });
+          }
+        }
         if (slots[i].error) std::rethrow_exception(slots[i].error);
         value = std::move(*slots[i].value);
         slots[i].value.reset();

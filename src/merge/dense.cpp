@@ -15,11 +15,13 @@ namespace peft::merge {
 SingleThreadedBlas::SingleThreadedBlas() {
   const numeric::Blas& blas = numeric::blas();
   if (blas.get_num_threads == nullptr || blas.set_num_threads == nullptr) return;
-  previous_ = blas.get_num_threads();
+  const int threads = blas.get_num_threads();
+  if (threads <= 1) return;  // raising it back would restart OpenBLAS's spinning pool
+  previous_ = threads;
   blas.set_num_threads(1);
 }
 SingleThreadedBlas::~SingleThreadedBlas() {
-  if (previous_ > 0) numeric::blas().set_num_threads(previous_);
+  if (previous_ > 1) numeric::blas().set_num_threads(previous_);
 }
 
 Mat identity(std::size_t n) {

@@ -36,7 +36,7 @@ class SingleThreadedBlas {
   SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 
  private:
-  int previous_ = 0;  // 0: the BLAS has no thread control
+  int previous_ = 0;  // the count to restore; 0: nothing to restore
 };
 
 Mat identity(std::size_t n);

@@ -29,6 +29,14 @@ Blas load_blas() {
   library.bind("cblas_dgemm", blas.dgemm);
   library.bind("openblas_get_num_threads", blas.get_num_threads, false);
   library.bind("openblas_set_num_threads", blas.set_num_threads, false);
+  library.bind("blas_thread_shutdown_", blas.thread_shutdown, false);
+  // OpenBLAS's constructor starts a pool of threads that spin in sched_yield for about 0.1 s
+  // of CPU waiting for work (a tenth of a 1 GB merge on two cores), and again whenever its
+  // thread count is raised. Merges parallelise themselves and run one BLAS thread each: set
+  // OpenBLAS to one thread for the process and stop the pool. A program that uses OpenBLAS
+  // itself may raise the count again (SingleThreadedBlas lowers it during merges).
+  if (blas.set_num_threads != nullptr) blas.set_num_threads(1);
+  if (blas.thread_shutdown != nullptr) blas.thread_shutdown();
   return blas;
 }
 

@@ -22,6 +22,8 @@ struct Blas {
   // OpenBLAS's thread-count controls; null for a BLAS that has none.
   decltype(&openblas_get_num_threads) get_num_threads = nullptr;
   decltype(&openblas_set_num_threads) set_num_threads = nullptr;
+  // OpenBLAS's blas_thread_shutdown_ (not in its headers); null for another BLAS.
+  int (*thread_shutdown)() = nullptr;
 };
 
 struct Lapack {
