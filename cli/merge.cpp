@@ -2,6 +2,7 @@
 // shard, with a progress bar when stderr is a terminal.
 #include <fmt/format.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -48,6 +49,18 @@ std::vector<std::string> read_module_order(const std::string& path) {
     if (!line.empty() && line.front() != '#') modules.push_back(line);
   }
   return modules;
+}
+
+// The base's config.json "model_type", which orders the modules of DARE's masks when no
+// --module-order is given; "" when there is none or it cannot be read (the merge itself then
+// reports a broken config.json where it needs it).
+std::string model_type_of(const peft::CheckpointLayout& base) {
+  if (!base.config) return {};
+  std::ifstream in(*base.config);
+  const auto config = nlohmann::json::parse(in, nullptr, false);
+  if (!config.is_object() || !config.contains("model_type") || !config["model_type"].is_string())
+    return {};
+  return config["model_type"].get<std::string>();
 }
 
 // The options of --weights as add_weighted_adapter takes them. A DARE combination without
@@ -262,7 +275,9 @@ void register_merge(CLI::App& app, GlobalOptions& global) {
                   "(default: drawn and printed)");
   cmd->add_option("--module-order", o->module_order,
                   "DARE: a file of module paths in the model's named_modules() order, one per "
-                  "line (default: paths with their numbers compared as numbers)");
+                  "line (default: paths with their numbers compared as numbers, and, for the "
+                  "families the base's config.json names that peftcpp knows, each block's "
+                  "modules in model order)");
   cmd->add_flag("--safe-merge", o->safe_merge, "PEFT's safe_merge: round each delta first");
   cmd->footer(
       "Examples:\n"
@@ -289,6 +304,7 @@ void register_merge(CLI::App& app, GlobalOptions& global) {
     }
     const peft::AdapterLocation location;  // each id carries its own @revision and sub folder
     auto adapters = load_adapters(*o, location);
+    const auto base = peft::open_checkpoint(o->base, location);
     peft::Diagnostics warnings;
     peft::MergeOptions options;
     options.safe_merge = o->safe_merge;
@@ -302,6 +318,7 @@ void register_merge(CLI::App& app, GlobalOptions& global) {
         name = fmt::format("combined_{}", k);
       }
       auto weighted = weighted_options(*o, global.quiet);
+      weighted.model_type = model_type_of(base);
       weighted.warnings = &warnings;
       adapters.push_back(peft::add_weighted_adapter(adapters, o->weights, name, weighted));
       options.adapter_names = {name};
@@ -310,7 +327,6 @@ void register_merge(CLI::App& app, GlobalOptions& global) {
     }
     std::unique_ptr<ProgressBar> bar;
     const auto write = write_options(*o, global, bar, "merge");
-    const auto base = peft::open_checkpoint(o->base, location);
     const auto result = peft::merge_checkpoint(base, std::move(adapters), options, o->out, write);
     report(result, warnings, global, "merged: changed", o->out);
   });

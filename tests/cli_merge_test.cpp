@@ -390,6 +390,39 @@ TEST(CliMerge, SeveralAdaptersInOrderOrWeighted) {
                                    combined));
 }
 
+// DARE draws its masks module by module in the model's order. For a family peftcpp knows, the
+// base's config.json "model_type" gives each block's order (q, v before the MLP's down here),
+// which natural order (mlp.* before self_attn.*) does not.
+TEST(CliMerge, DareFollowsTheModelOrderOfKnownFamilies) {
+  Workspace w;
+  std::string order;
+  for (int layer = 0; layer < 3; ++layer) {
+    for (const char* m : {"self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"}) {
+      order += fmt::format("base_model.model.model.layers.{}.{}\n", layer, m);
+    }
+  }
+  std::ofstream(w.dir / "order.txt") << order;
+  fs::copy(w.dir / "base", w.dir / "base-unknown", fs::copy_options::recursive);
+  std::ofstream(w.dir / "base-unknown" / "config.json") << R"({"model_type": "unknown"})";
+  const auto merge = [&](const std::string& base, const std::string& out,
+                         std::vector<std::string> extra) {
+    std::vector<std::string> args = {
+        "merge", "--base",    w(base),   "--adapter",     w("a"),        "--adapter",
+        w("b"),  "--weights", "0.6,0.4", "--combination", "dare_linear", "--density",
+        "0.5",   "--seed",    "7",       "--out",         w(out)};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto r = peftcpp(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return read_checkpoint(w(out));
+  };
+  const StateDict by_family = merge("base", "by-family", {});
+  expect_same_bytes(by_family, merge("base", "given", {"--module-order", w("order.txt")}));
+  const StateDict natural = merge("base-unknown", "natural", {});
+  bool same = true;
+  for (const auto& [key, tensor] : natural) same = same && tensor.equals(by_family.at(key));
+  EXPECT_FALSE(same) << "natural order drew the same masks: the test shows nothing";
+}
+
 TEST(CliMerge, UsageErrorsExitTwo) {
   Workspace w;
   const std::vector<std::vector<std::string>> usage = {

@@ -155,6 +155,11 @@ struct PEFT_API WeightedAdapterOptions {
   // masks in. Empty: paths compared with their numbers as numbers ("layers.2" before
   // "layers.10"), which is the model order of numbered blocks but not always within one.
   std::vector<std::string> module_order;
+  // The base model's config.json "model_type". For the families whose layers peftcpp knows
+  // (llama, mistral, qwen2, qwen3, gemma 1-3, phi3, gpt2...), modules not in module_order are
+  // put in their model order within each block too (q, k, v, o before the MLP's gate, up,
+  // down; lm_head last), which makes the default DARE masks PEFT's on those models.
+  std::string model_type;
   // Receives PEFT's warnings (a density >= 1 prunes nothing, one source means "linear").
   Diagnostics* warnings = nullptr;
 };

@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -127,25 +129,77 @@ bool natural_less(std::string_view a, std::string_view b) {
   return a.size() - i < b.size() - j;
 }
 
-// The modules of all sources in the order PEFT visits them (named_modules()): as listed in
-// `model_order`, unlisted ones after them in natural order.
-std::vector<std::string> module_order(const std::vector<std::map<std::string, SourceFactors>>& all,
-                                      const std::vector<std::string>& model_order) {
-  std::vector<std::string> order;
-  for (const auto& m : all) {
-    for (const auto& [module, unused] : m) {
-      if (std::find(order.begin(), order.end(), module) == order.end()) order.push_back(module);
+// The order in which a block's modules are declared, per model family (transformers'
+// modeling_*.py __init__ order, which is named_modules() order). A path ending in one of these
+// sorts by its position among the modules of the same block.
+struct BlockOrder {
+  std::vector<std::string_view> model_types;
+  std::vector<std::string_view> modules;
+};
+
+const std::vector<BlockOrder>& block_orders() {
+  static const std::vector<BlockOrder> orders = {
+      {{"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3",
+        "gemma3_text"},
+       {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}},
+      {{"phi3"}, {"self_attn.o_proj", "self_attn.qkv_proj", "mlp.gate_up_proj", "mlp.down_proj"}},
+      {{"gpt2"}, {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"}},
+  };
+  return orders;
+}
+
+// The key a module path sorts by (natural_less): a path ending in one of its family's block
+// modules has that name replaced by its rank (after "\x01", so before any other name in the
+// same block), and the output head sorts after everything ("\x7f"). Keys, not a comparator
+// mixing rules, so that the order is consistent.
+std::string order_key(const std::string& path, const BlockOrder* family) {
+  if (family == nullptr) return path;
+  const std::size_t dot = path.rfind('.');
+  if (path.substr(dot == std::string::npos ? 0 : dot + 1) == "lm_head") return "\x7f" + path;
+  for (std::size_t k = 0; k < family->modules.size(); ++k) {
+    const std::string_view m = family->modules[k];
+    if (path.size() > m.size() && path.ends_with(m) && path[path.size() - m.size() - 1] == '.') {
+      return path.substr(0, path.size() - m.size()) + '\x01' + static_cast<char>('A' + k);
     }
   }
-  const auto rank = [&](const std::string& module) {
-    return static_cast<std::size_t>(std::find(model_order.begin(), model_order.end(), module) -
-                                    model_order.begin());
+  return path;
+}
+
+// The modules of all sources in the order PEFT visits them (named_modules()): as listed in
+// `model_order`, unlisted ones after them: within a block of a known family in declaration
+// order, the output head last, otherwise in natural order.
+std::vector<std::string> module_order(const std::vector<std::map<std::string, SourceFactors>>& all,
+                                      const std::vector<std::string>& model_order,
+                                      std::string_view model_type) {
+  const BlockOrder* family = nullptr;
+  for (const BlockOrder& o : block_orders()) {
+    if (std::find(o.model_types.begin(), o.model_types.end(), model_type) != o.model_types.end())
+      family = &o;
+  }
+  std::unordered_map<std::string_view, std::size_t> listed;
+  for (std::size_t i = 0; i < model_order.size(); ++i) listed.emplace(model_order[i], i);
+  struct Entry {
+    std::size_t rank;
+    std::string key, module;
   };
-  std::sort(order.begin(), order.end(), [&](const std::string& a, const std::string& b) {
-    const std::size_t ra = rank(a), rb = rank(b);
-    if (ra != rb) return ra < rb;
-    return natural_less(a, b);
+  std::vector<Entry> entries;
+  std::unordered_set<std::string_view> seen;
+  for (const auto& m : all) {
+    for (const auto& [module, unused] : m) {
+      if (!seen.insert(module).second) continue;
+      const auto it = listed.find(module);
+      entries.push_back({it == listed.end() ? model_order.size() : it->second,
+                         order_key(module, family), module});
+    }
+  }
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    if (a.rank != b.rank) return a.rank < b.rank;
+    return natural_less(a.key, b.key);
   });
+  std::vector<std::string> order;
+  order.reserve(entries.size());
+  for (auto& e : entries) order.push_back(std::move(e.module));
   return order;
 }
 
@@ -287,7 +341,8 @@ MergeAdapter add_weighted_adapter(std::span<const MergeAdapter> sources,
   const int new_rank = new_rank_for(c, sources, options.svd_rank);
   std::vector<std::map<std::string, SourceFactors>> modules;
   for (const auto& s : sources) modules.push_back(lora_modules(s));
-  const std::vector<std::string> order = module_order(modules, options.module_order);
+  const std::vector<std::string> order =
+      module_order(modules, options.module_order, options.model_type);
 
   std::vector<merge::ModuleSources> work;
   for (const auto& module : order) {

@@ -328,9 +328,26 @@ std::uint64_t write_tensor(formats::PipelinedWriter& writer, const Encoded& e, S
     }
     return bytes.size();
   }
+  const GgmlType type = e.header.type;
+  if (type != GgmlType::Q8_0 && !e.layout.moves() && original.dtype() == DType::F32) {
+    // Nothing moves: read and convert in chunks that are still in cache when converted.
+    constexpr std::size_t kChunk = std::size_t{64} << 10;  // elements
+    const DType dtype = dtype_of(type);
+    const std::size_t size = dtype_size(dtype), count = original.numel();
+    const std::span<const std::byte> bytes = original.bytes();
+    const std::span<std::byte> out = writer.buffer(count * size);
+    const std::span<std::byte> chunk = input.take(std::min(count, kChunk) * 4);
+    for (std::size_t i = 0; i < count; i += kChunk) {
+      const std::size_t n = std::min(kChunk, count - i);
+      const std::span<const std::byte> part = bytes.subspan(4 * i, 4 * n);
+      const std::byte* from = formats::read_mapped(part, chunk) ? chunk.data() : part.data();
+      store_run(from, n, e.layout.fold, dtype, out.data() + i * size);
+    }
+    writer.submit(out.size(), formats::gguf_padding(out.size()));
+    return out.size();
+  }
   const Tensor source =
       Tensor::view(original.dtype(), original.shape(), source_bytes(original, input), nullptr);
-  const GgmlType type = e.header.type;
   // Read as float32 in place (maybe unaligned): the source's own bytes when it is F32.
   const Tensor f32 = source.to(DType::F32);
   const std::byte* src = f32.bytes().data();
