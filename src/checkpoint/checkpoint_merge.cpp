@@ -205,6 +205,7 @@ std::vector<OutputShard> plan_output(const CheckpointLayout& layout, const std::
   std::vector<std::vector<std::size_t>> groups;
   if (write.max_shard_size) {
     std::vector<std::uint64_t> sizes;
+    sizes.reserve(items.size());
     for (const auto& item : items) sizes.push_back(item.out_bytes);
     groups = plan_shards(sizes, *write.max_shard_size);
   } else {
@@ -393,7 +394,7 @@ class CheckpointStream {
           stream_fused(*order[k], writer, k);
           return Tensor();
         },
-        [&](std::size_t k, Tensor tensor) {
+        [&](std::size_t k, const Tensor& tensor) {
           const Item& item = *order[k];
           if (streams(item)) {
             writer.skip(k);

@@ -49,7 +49,7 @@ void PipelinedWriter::submit(std::size_t n, std::span<const std::byte> pad) {
   Job job;
   job.bytes = std::span<const std::byte>(slot.data.get(), n);
   job.pad = pad;
-  enqueue(std::move(job));
+  enqueue(job);
   slot.last_job = submitted_;
 }
 
@@ -58,14 +58,14 @@ void PipelinedWriter::submit_external(std::span<const std::byte> bytes,
   Job job;
   job.bytes = bytes;
   job.pad = pad;
-  enqueue(std::move(job));
+  enqueue(job);
 }
 
-void PipelinedWriter::enqueue(Job job) {
+void PipelinedWriter::enqueue(const Job& job) {
   {
     const std::lock_guard lock(mutex_);
     if (error_) std::rethrow_exception(error_);
-    queue_.push_back(std::move(job));
+    queue_.push_back(job);
     ++submitted_;
   }
   changed_.notify_all();
@@ -83,7 +83,7 @@ void PipelinedWriter::run() {
       std::unique_lock lock(mutex_);
       changed_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (stopping_ || error_) return;
-      job = std::move(queue_.front());
+      job = queue_.front();
       queue_.pop_front();
     }
     try {

@@ -46,7 +46,7 @@ class PipelinedWriter {
     std::uint64_t last_job = 0;  // the job that reads it (0: none)
   };
 
-  void enqueue(Job job);
+  void enqueue(const Job& job);
   void run();
   void wait_for(std::uint64_t job, std::unique_lock<std::mutex>& lock);
 

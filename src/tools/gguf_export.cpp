@@ -101,6 +101,7 @@ BaseFacts read_base(const std::string& base, const AdapterLocation& location) {
   }
   if (facts.arch == nullptr) {
     std::vector<std::string_view> known;
+    known.reserve(kArchitectures.size());
     for (const Architecture& arch : kArchitectures) known.push_back(arch.hf_class);
     throw Error(ErrorCode::Unsupported, file.string(),
                 fmt::format("architecture {} is not supported for GGUF export (supported: {})",
@@ -412,6 +413,7 @@ std::optional<GgufOutType> gguf_out_type_from_name(std::string_view name) {
 
 std::vector<std::pair<std::string, std::string>> gguf_architectures() {
   std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(kArchitectures.size());
   for (const Architecture& arch : kArchitectures) out.emplace_back(arch.hf_class, arch.gguf_name);
   return out;
 }
@@ -532,6 +534,7 @@ GgufExportResult export_gguf(const std::string& adapter, const std::string& base
     }
 
     std::vector<formats::GgufTensorHeader> headers;
+    headers.reserve(encoded.size());
     for (const Encoded& e : encoded) headers.push_back(e.header);
     using formats::GgufValueType;
     const std::vector<formats::GgufKeyValue> metadata = {
