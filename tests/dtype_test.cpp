@@ -49,7 +49,8 @@ TEST(DType, Bf16RoundsToNearestEven) {
   EXPECT_EQ(f32_to_bf16(-std::numeric_limits<float>::infinity()), 0xFF80);
   EXPECT_EQ(f32_to_bf16(std::numeric_limits<float>::quiet_NaN()), 0x7FC0);
   // Every NaN, whatever its sign and payload, becomes the canonical quiet NaN (torch does too).
-  for (const std::uint32_t nan : {0x7F800001u, 0xFF800001u, 0x7FFFFFFFu, 0xFFC00000u, 0x7FBFFFFFu}) {
+  for (const std::uint32_t nan :
+       {0x7F800001u, 0xFF800001u, 0x7FFFFFFFu, 0xFFC00000u, 0x7FBFFFFFu}) {
     EXPECT_EQ(f32_to_bf16(std::bit_cast<float>(nan)), 0x7FC0) << std::hex << nan;
   }
   // The largest float rounds up to infinity, as in PyTorch.

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include <fmt/format.h>
@@ -106,6 +107,26 @@ FileBytes read_whole(int fd, const std::filesystem::path& path, std::size_t size
   return out;
 }
 
+// Where `address` lies in the file of its registered mapping.
+struct MappedRegion {
+  int fd = -1;
+  std::uint64_t offset = 0;
+  const char* path = "";  // for messages; cut at 511 bytes
+};
+
+std::optional<MappedRegion> mapped_region(const void* address) noexcept {
+  const auto at = reinterpret_cast<std::uintptr_t>(address);
+  for (const auto& slot : g_mappings) {
+    const std::uintptr_t begin = slot.begin.load();
+    const std::size_t length = slot.length.load();
+    const int fd = slot.fd.load();
+    if (begin != 0 && at >= begin && at - begin < length && fd >= 0) {
+      return MappedRegion{fd, at - begin, slot.path};
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 FileBytes map_file(const std::filesystem::path& path, bool allow_mmap) {
@@ -139,19 +160,6 @@ const char* mapped_file_containing(const void* address) noexcept {
     if (begin != 0 && at >= begin && at - begin < length) return slot.path;
   }
   return nullptr;
-}
-
-std::optional<MappedRegion> mapped_region(const void* address) noexcept {
-  const auto at = reinterpret_cast<std::uintptr_t>(address);
-  for (const auto& slot : g_mappings) {
-    const std::uintptr_t begin = slot.begin.load();
-    const std::size_t length = slot.length.load();
-    const int fd = slot.fd.load();
-    if (begin != 0 && at >= begin && at - begin < length && fd >= 0) {
-      return MappedRegion{fd, at - begin, slot.path};
-    }
-  }
-  return std::nullopt;
 }
 
 bool read_mapped(std::span<const std::byte> mapped, std::span<std::byte> into) {

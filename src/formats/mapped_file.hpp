@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
-#include <optional>
 #include <span>
 
 namespace peft::formats {
@@ -24,21 +23,12 @@ FileBytes map_file(const std::filesystem::path& path, bool allow_mmap = true);
 // a SIGBUS handler); a path longer than 511 bytes is cut.
 const char* mapped_file_containing(const void* address) noexcept;
 
-// Where `address` (inside a live mapping made by map_file) lies in its file: a descriptor of
-// that file, open as long as the mapping lives, and the offset. A caller that makes one pass
-// over many mapped bytes reads them with pread/copy_file_range instead: on this project's VMs,
-// touching mapped page-cache pages costs several times what read() into a small reused buffer
-// does (docs/gguf.md, "Performance"). nullopt for heap buffers and unregistered mappings.
-struct MappedRegion {
-  int fd = -1;
-  std::uint64_t offset = 0;
-  const char* path = "";  // for messages; cut at 511 bytes
-};
-std::optional<MappedRegion> mapped_region(const void* address) noexcept;
-
-// Copies `mapped` (a span of a live mapping) into `into` (as large) with pread from the file
-// behind it, without touching the mapping; false, copying nothing, when `mapped` is not in a
-// registered mapping. Throws Io naming the file when a read fails or the file has shrunk.
+// Copies `mapped` (a span of a live mapping made by map_file) into `into` (as large) with pread
+// from the file behind it (a descriptor kept open while the mapping lives), without touching
+// the mapping: on this project's VMs one pass over mapped page-cache pages costs several times
+// a read() into a small reused buffer (docs/gguf.md "Performance"); false, copying nothing, when
+// `mapped` is not in a registered mapping. Throws Io naming the file when a read fails or the file
+// has shrunk.
 bool read_mapped(std::span<const std::byte> mapped, std::span<std::byte> into);
 
 }  // namespace peft::formats

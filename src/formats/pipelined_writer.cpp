@@ -10,10 +10,7 @@ struct PipelinedWriter::Job {
 };
 
 PipelinedWriter::PipelinedWriter(AtomicFile& file, std::size_t capacity) : file_(file) {
-  for (Slot& slot : slots_) {
-    slot.data = std::make_unique_for_overwrite<std::byte[]>(capacity);
-    slot.capacity = capacity;
-  }
+  for (Slot& slot : slots_) slot.buffer.take(capacity);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -36,29 +33,20 @@ std::span<std::byte> PipelinedWriter::buffer(std::size_t n) {
   std::unique_lock lock(mutex_);
   wait_for(slot.last_job, lock);  // the writing thread is done with it
   lock.unlock();
-  if (n > slot.capacity) {
-    slot.data = std::make_unique_for_overwrite<std::byte[]>(n);
-    slot.capacity = n;
-  }
-  return {slot.data.get(), n};
+  slot.taken = slot.buffer.take(n);
+  return slot.taken;
 }
 
 void PipelinedWriter::submit(std::size_t n, std::span<const std::byte> pad) {
   Slot& slot = slots_[current_];
   current_ = 1 - current_;
-  Job job;
-  job.bytes = std::span<const std::byte>(slot.data.get(), n);
-  job.pad = pad;
-  enqueue(job);
+  enqueue(Job{slot.taken.first(n), pad});
   slot.last_job = submitted_;
 }
 
 void PipelinedWriter::submit_external(std::span<const std::byte> bytes,
                                       std::span<const std::byte> pad) {
-  Job job;
-  job.bytes = bytes;
-  job.pad = pad;
-  enqueue(job);
+  enqueue(Job{bytes, pad});
 }
 
 void PipelinedWriter::enqueue(const Job& job) {

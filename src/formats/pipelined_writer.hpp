@@ -9,12 +9,12 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
-#include <memory>
 #include <mutex>
 #include <span>
 #include <thread>
 
 #include "formats/atomic_file.hpp"
+#include "formats/scratch_buffer.hpp"
 
 namespace peft::formats {
 
@@ -41,8 +41,8 @@ class PipelinedWriter {
  private:
   struct Job;
   struct Slot {
-    std::unique_ptr<std::byte[]> data;
-    std::size_t capacity = 0;
+    ScratchBuffer buffer;
+    std::span<std::byte> taken;  // what buffer() last handed out
     std::uint64_t last_job = 0;  // the job that reads it (0: none)
   };
 

@@ -12,13 +12,15 @@
 
 namespace peft::merge {
 
+// Not loaded yet: loading it sets one thread (merge/numeric_libs.cpp), nothing to lower.
 SingleThreadedBlas::SingleThreadedBlas() {
-  const numeric::Blas& blas = numeric::blas();
-  if (blas.get_num_threads == nullptr || blas.set_num_threads == nullptr) return;
-  const int threads = blas.get_num_threads();
+  const numeric::Blas* blas = numeric::blas_if_loaded();
+  if (blas == nullptr || blas->get_num_threads == nullptr || blas->set_num_threads == nullptr)
+    return;
+  const int threads = blas->get_num_threads();
   if (threads <= 1) return;  // raising it back would restart OpenBLAS's spinning pool
   previous_ = threads;
-  blas.set_num_threads(1);
+  blas->set_num_threads(1);
 }
 SingleThreadedBlas::~SingleThreadedBlas() {
   if (previous_ > 1) numeric::blas().set_num_threads(previous_);

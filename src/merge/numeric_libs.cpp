@@ -1,5 +1,7 @@
 #include "merge/numeric_libs.hpp"
 
+#include <atomic>
+
 #include "core/shared_library.hpp"
 
 #ifndef PEFTCPP_BLAS_SONAME
@@ -21,6 +23,8 @@ constexpr LibrarySpec kLapack{"PEFTCPP_LAPACKE_LIBRARY", PEFTCPP_LAPACKE_SONAME,
                               "merging (inverses, solves and SVDs, LAPACKE)"};
 constexpr LibrarySpec kFftw{"PEFTCPP_FFTW_LIBRARY", PEFTCPP_FFTW_SONAME, "libfftw3-double3",
                             "merging FourierFT (inverse FFT, FFTW3)"};
+
+std::atomic<const Blas*> loaded_blas{nullptr};
 
 Blas load_blas() {
   const LoadedLibrary library(kBlas);
@@ -67,7 +71,12 @@ Fftw load_fftw() {
 // missing library is reported every time, and loaded once it is there.
 const Blas& blas() {
   static const Blas loaded = load_blas();
+  loaded_blas.store(&loaded, std::memory_order_release);
   return loaded;
+}
+
+const Blas* blas_if_loaded() noexcept {
+  return loaded_blas.load(std::memory_order_acquire);
 }
 
 const Lapack& lapack() {

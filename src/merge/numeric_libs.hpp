@@ -44,6 +44,8 @@ struct Fftw {
 // Loaded once per process (thread-safe); throws peft::Error (Unsupported) when the library or
 // one of its functions is missing, and again on every later call.
 const Blas& blas();
+// The BLAS if a call of blas() has loaded it, else null; never loads it.
+const Blas* blas_if_loaded() noexcept;
 const Lapack& lapack();
 const Fftw& fftw();
 

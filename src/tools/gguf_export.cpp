@@ -17,6 +17,7 @@
 #include "formats/json_file.hpp"
 #include "formats/mapped_file.hpp"
 #include "formats/pipelined_writer.hpp"
+#include "formats/scratch_buffer.hpp"
 #include "peft/error.hpp"
 #include "peft/module_match.hpp"
 
@@ -280,27 +281,10 @@ void store_run(const std::byte* src, std::size_t count, double fold, DType dtype
   }
 }
 
-// A byte buffer reused across tensors. Unlike std::vector it does not zero what it grows by:
-// every byte is overwritten before it is read, and the zeroing cost as much as the conversion.
-class Scratch {
- public:
-  std::span<std::byte> take(std::size_t n) {
-    if (n > capacity_) {
-      data_ = std::make_unique_for_overwrite<std::byte[]>(n);
-      capacity_ = n;
-    }
-    return {data_.get(), n};
-  }
-
- private:
-  std::unique_ptr<std::byte[]> data_;
-  std::size_t capacity_ = 0;
-};
-
 // The source tensor's bytes. Bytes that lie in a mapped file are read with pread into
 // `buffer`: one pass over mapped page-cache pages costs several times a read() into a
 // small reused buffer on this project's VMs (docs/gguf.md, "Performance").
-std::span<const std::byte> source_bytes(const Tensor& source, Scratch& buffer) {
+std::span<const std::byte> source_bytes(const Tensor& source, formats::ScratchBuffer& buffer) {
   const std::span<std::byte> into = buffer.take(source.nbytes());
   return formats::read_mapped(source.bytes(), into) ? std::span<const std::byte>(into)
                                                     : source.bytes();
@@ -316,7 +300,8 @@ bool passes_through(const Encoded& e) {
 // `input` and converted (dtype, permutation, scale folding, transposition) into it. The
 // writer's thread writes them while this one reads the next tensor (faster here than one
 // copy_file_range per tensor, which copies on the same thread).
-std::uint64_t write_tensor(formats::PipelinedWriter& writer, const Encoded& e, Scratch& input) {
+std::uint64_t write_tensor(formats::PipelinedWriter& writer, const Encoded& e,
+                           formats::ScratchBuffer& input) {
   const Tensor& original = *e.source;
   if (passes_through(e)) {
     const std::span<const std::byte> bytes = original.bytes();
@@ -550,8 +535,7 @@ GgufExportResult export_gguf(const std::string& adapter, const std::string& base
     std::uint64_t size = header.size();
     std::size_t largest = 0;  // buffers sized once: each growth would fault in fresh pages
     for (const Encoded& e : encoded) largest = std::max(largest, e.source->nbytes());
-    Scratch input;
-    input.take(largest);
+    formats::ScratchBuffer input(largest);
     formats::PipelinedWriter writer(file, largest * 2);  // up to f32 from a 16-bit source
     for (const Encoded& e : encoded) {
       const std::uint64_t written = write_tensor(writer, e, input);
